@@ -1,0 +1,42 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Serval",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "serval", targets: ["serval"]),
+        .library(name: "ServalEngine", targets: ["ServalEngine"]),
+        .library(name: "ServalONNX", targets: ["ServalONNX"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "ServalTensor", dependencies: ["CBLAS"]),
+        .target(name: "ServalEngine", dependencies: ["ServalTensor"]),
+        .target(
+            name: "ServalONNX",
+            dependencies: ["ServalEngine", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .executableTarget(
+            name: "serval",
+            dependencies: [
+                "ServalONNX",
+                "ServalEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
+        .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine"]),
+        .testTarget(
+            name: "ServalONNXTests",
+            dependencies: ["ServalONNX", "ServalEngine", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

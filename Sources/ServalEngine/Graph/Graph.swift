@@ -1,0 +1,144 @@
+import ServalTensor
+
+/// A computation graph in Serval's own IR: what the importer produces and the passes rewrite.
+///
+/// Values are named by strings (as in ONNX); an empty input name means "optional input not given".
+public struct Graph: Sendable {
+    public var nodes: [Node]
+    /// Graph inputs the caller feeds (initializers excluded).
+    public var inputs: [ValueInfo]
+    public var outputs: [ValueInfo]
+    /// Constant tensors by value name (ONNX initializers and folded constants).
+    public var initializers: [String: Tensor]
+    /// Opset version per domain ("" is ai.onnx).
+    public var opsets: [String: Int]
+    /// Declared types of intermediate values, when the model carries them.
+    public var valueInfo: [String: ValueType]
+
+    public init(
+        nodes: [Node], inputs: [ValueInfo], outputs: [ValueInfo], initializers: [String: Tensor],
+        opsets: [String: Int], valueInfo: [String: ValueType] = [:]
+    ) {
+        self.nodes = nodes
+        self.inputs = inputs
+        self.outputs = outputs
+        self.initializers = initializers
+        self.opsets = opsets
+        self.valueInfo = valueInfo
+    }
+
+    /// Opset version that applies to a node's domain ("ai.onnx" and "" are the same domain).
+    public func opset(for domain: String) -> Int {
+        let key = Graph.canonicalDomain(domain)
+        return opsets[key] ?? (key == "" ? 1 : 1)
+    }
+
+    public static func canonicalDomain(_ domain: String) -> String { domain == "ai.onnx" ? "" : domain }
+
+    /// Number of scalar parameters held in initializers.
+    public var parameterCount: Int { initializers.values.reduce(0) { $0 + $1.count } }
+}
+
+/// One operator application.
+public struct Node: Sendable {
+    public var name: String
+    public var opType: String
+    public var domain: String
+    public var inputs: [String]
+    public var outputs: [String]
+    public var attributes: [String: Attribute]
+
+    public init(
+        name: String = "", opType: String, domain: String = "", inputs: [String], outputs: [String],
+        attributes: [String: Attribute] = [:]
+    ) {
+        self.name = name
+        self.opType = opType
+        self.domain = Graph.canonicalDomain(domain)
+        self.inputs = inputs
+        self.outputs = outputs
+        self.attributes = attributes
+    }
+
+    /// `domain:opType` for messages, or just opType for the default domain.
+    public var qualifiedOpType: String { domain.isEmpty ? opType : "\(domain):\(opType)" }
+    /// The name used in error messages: the node's name, or its op and first output.
+    public var displayName: String { name.isEmpty ? "\(qualifiedOpType)(\(outputs.first ?? ""))" : name }
+}
+
+/// A node attribute, one case per ONNX `AttributeProto.AttributeType`.
+public enum Attribute: Sendable {
+    case float(Float)
+    case int(Int)
+    case string(String)
+    case tensor(Tensor)
+    case floats([Float])
+    case ints([Int])
+    case strings([String])
+    case tensors([Tensor])
+    /// A subgraph (If/Loop/Scan bodies); kept by name only, as subgraph ops are not executed yet.
+    case graph(name: String)
+    case graphs(names: [String])
+    case sparseTensor
+    case typeProto
+}
+
+/// A graph input or output: name plus declared type.
+public struct ValueInfo: Sendable {
+    public var name: String
+    public var type: ValueType
+
+    public init(name: String, type: ValueType) {
+        self.name = name
+        self.type = type
+    }
+}
+
+/// The declared type of a value.
+public indirect enum ValueType: Sendable, CustomStringConvertible {
+    case tensor(dtype: DType?, shape: [Dimension]?)
+    case sequence(ValueType)
+    case map(key: DType?, value: ValueType)
+    case unknown
+
+    public var description: String {
+        switch self {
+        case .tensor(let dtype, let shape):
+            let dims = shape.map { "[" + $0.map(\.description).joined(separator: ", ") + "]" } ?? "[?]"
+            return "tensor(\(dtype.map(\.description) ?? "?"))\(dims)"
+        case .sequence(let element): return "seq(\(element))"
+        case .map(let key, let value): return "map(\(key.map(\.description) ?? "?"), \(value))"
+        case .unknown: return "unknown"
+        }
+    }
+
+    public var tensorDType: DType? {
+        if case .tensor(let dtype, _) = self { return dtype }
+        return nil
+    }
+
+    public var tensorShape: [Dimension]? {
+        if case .tensor(_, let shape) = self { return shape }
+        return nil
+    }
+}
+
+/// One dimension of a declared shape: a number, a named symbol such as "batch", or unknown.
+public enum Dimension: Hashable, Sendable, CustomStringConvertible {
+    case fixed(Int)
+    case symbolic(String)
+    case unknown
+
+    public var description: String {
+        switch self {
+        case .fixed(let value): return String(value)
+        case .symbolic(let name): return name
+        case .unknown: return "?"
+        }
+    }
+
+    public var value: Int? {
+        if case .fixed(let value) = self { return value }
+        return nil
+    }
+}

@@ -1,0 +1,125 @@
+import Synchronization
+import ServalTensor
+
+/// Options that shape how a `Session` compiles and runs a graph.
+public struct SessionOptions: Sendable {
+    /// Threads a single run may use inside kernels (and for OpenBLAS). Default 1: scale by running sessions concurrently.
+    public var intraOpThreads: Int
+    /// Run the optimizer passes (constant folding, Identity removal, Conv+BatchNorm folding, fusion).
+    public var optimize: Bool
+
+    public init(intraOpThreads: Int = 1, optimize: Bool = true) {
+        self.intraOpThreads = max(1, intraOpThreads)
+        self.optimize = optimize
+    }
+}
+
+/// A compiled model ready to run. `run` is safe to call from many tasks at once: kernels are immutable
+/// and each run takes its own slots and buffer pool.
+public final class Session: Sendable {
+    public let inputs: [ValueInfo]
+    public let outputs: [ValueInfo]
+    public let options: SessionOptions
+    /// The graph after optimization (what actually runs).
+    public let optimizedGraph: Graph
+    let plan: ExecutionPlan
+    private let idlePools = Mutex<[BufferPool]>([])
+
+    public init(graph: Graph, options: SessionOptions = SessionOptions(), registry: KernelRegistry = .standard) throws {
+        let unsupported = Session.unsupportedOperators(in: graph, registry: registry)
+        if !unsupported.isEmpty { throw EngineError.unsupportedOperators(unsupported) }
+        BLAS.setThreadCount(options.intraOpThreads)
+        let optimized = options.optimize ? try Optimizer(registry: registry).optimize(graph) : graph
+        self.inputs = graph.inputs
+        self.outputs = graph.outputs
+        self.options = options
+        self.optimizedGraph = optimized
+        self.plan = try ExecutionPlan(graph: optimized, registry: registry, threads: options.intraOpThreads)
+    }
+
+    /// Every (domain, op, opset) in `graph` that has no kernel, in first-seen order.
+    public static func unsupportedOperators(in graph: Graph, registry: KernelRegistry = .standard) -> [UnsupportedOperator] {
+        var seen = Set<UnsupportedOperator>()
+        var result: [UnsupportedOperator] = []
+        for node in graph.nodes {
+            let opset = graph.opset(for: node.domain)
+            if registry.factory(domain: node.domain, opType: node.opType, opset: opset) == nil {
+                let op = UnsupportedOperator(domain: node.domain, opType: node.opType, opset: opset)
+                if seen.insert(op).inserted { result.append(op) }
+            }
+        }
+        return result
+    }
+
+    /// Runs the graph on `feeds` (one value per graph input) and returns every graph output by name.
+    public func run(_ feeds: [String: Value]) throws -> [String: Value] {
+        var slots = plan.initialSlots
+        for (name, value) in feeds {
+            guard let slot = plan.inputSlots[name] else {
+                throw EngineError.unexpectedInput(name: name, known: inputs.map(\.name))
+            }
+            try validate(name: name, value: value)
+            slots[slot] = value
+        }
+        for input in inputs where feeds[input.name] == nil {
+            throw EngineError.missingInput(name: input.name)
+        }
+        let pool = idlePools.withLock { $0.popLast() } ?? BufferPool()
+        defer { idlePools.withLock { $0.append(pool) } }
+        let context = RunContext(pool: pool, threads: options.intraOpThreads)
+        for step in plan.steps {
+            let arguments = step.inputs.map { $0 < 0 ? nil : slots[$0] }
+            let results: [Value]
+            do {
+                results = try step.kernel.run(arguments, context)
+            } catch let error as EngineError {
+                throw error
+            } catch {
+                throw EngineError.kernelFailure(node: step.node.displayName, message: "\(error)")
+            }
+            for (index, slot) in step.outputs.enumerated() where slot >= 0 && index < results.count {
+                slots[slot] = results[index]
+            }
+            for slot in step.releases {
+                var value: Value? = nil
+                swap(&value, &slots[slot])
+                if case .tensor(var tensor)? = value {
+                    value = nil
+                    pool.recycle(&tensor)
+                }
+            }
+        }
+        var results: [String: Value] = [:]
+        for (name, slot) in plan.outputSlots {
+            guard let value = slots[slot] else { throw EngineError.invalidModel("graph output '\(name)' was not computed") }
+            results[name] = value
+        }
+        return results
+    }
+
+    /// Convenience for tensor-only feeds.
+    public func run(_ feeds: [String: Tensor]) throws -> [String: Value] {
+        try run(feeds.mapValues { Value.tensor($0) })
+    }
+
+    private func validate(name: String, value: Value) throws {
+        guard let declared = inputs.first(where: { $0.name == name }) else { return }
+        guard case .tensor(let tensor) = value else {
+            throw EngineError.inputTypeMismatch(name: name, expected: declared.type.description, actual: value.typeDescription)
+        }
+        guard case .tensor(let dtype, let shape) = declared.type else { return }
+        if let dtype, dtype != tensor.dtype {
+            throw EngineError.inputTypeMismatch(name: name, expected: dtype.description, actual: tensor.dtype.description)
+        }
+        if let shape {
+            let expected = "[" + shape.map(\.description).joined(separator: ", ") + "]"
+            let actual = "[" + tensor.shape.map(String.init).joined(separator: ", ") + "]"
+            guard shape.count == tensor.rank else { throw EngineError.inputShapeMismatch(name: name, expected: expected, actual: actual) }
+            for (dim, size) in zip(shape, tensor.shape) {
+                if case .fixed(let value) = dim, value != size {
+                    throw EngineError.inputShapeMismatch(name: name, expected: expected, actual: actual)
+                }
+            }
+        }
+    }
+}

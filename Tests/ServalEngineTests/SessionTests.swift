@@ -1,0 +1,124 @@
+import ServalEngine
+import ServalTensor
+import Testing
+
+/// Input validation and load-time errors of `Session`, on small graphs built in code.
+struct SessionTests {
+    /// y = relu(x · W + b) with x: float[batch, 3].
+    static func denseGraph() -> Graph {
+        let weights = Tensor(shape: [3, 2], scalars: [Float(1), -1, 2, 0.5, -3, 1])
+        let bias = Tensor(shape: [2], scalars: [Float(0.5), -0.5])
+        return Graph(
+            nodes: [
+                Node(opType: "MatMul", inputs: ["x", "W"], outputs: ["h"]),
+                Node(opType: "Add", inputs: ["h", "b"], outputs: ["z"]),
+                Node(opType: "Relu", inputs: ["z"], outputs: ["y"]),
+            ],
+            inputs: [ValueInfo(name: "x", type: .tensor(dtype: .float32, shape: [.symbolic("batch"), .fixed(3)]))],
+            outputs: [ValueInfo(name: "y", type: .tensor(dtype: .float32, shape: nil))],
+            initializers: ["W": weights, "b": bias], opsets: ["": 17])
+    }
+
+    @Test func computesDenseLayer() throws {
+        let session = try Session(graph: Self.denseGraph())
+        let x = Tensor(shape: [2, 3], scalars: [Float(1), 2, 3, -1, 0, 1])
+        let y = try #require(try session.run(["x": x])["y"]?.tensor)
+        // Row 1: [1+4-9+0.5, -1+1+3-0.5] = [-3.5, 2.5] → relu; row 2: [-1-3+0.5, 1+1-0.5].
+        #expect(y.shape == [2, 2])
+        #expect(y.scalars(as: Float.self) == [0, 2.5, 0, 1.5])
+    }
+
+    @Test func rejectsMissingInputByName() throws {
+        let session = try Session(graph: Self.denseGraph())
+        #expect(throws: EngineError.missingInput(name: "x")) { try session.run([String: Tensor]()) }
+    }
+
+    @Test func rejectsUnknownInputName() throws {
+        let session = try Session(graph: Self.denseGraph())
+        let x = Tensor(shape: [1, 3], scalars: [Float](repeating: 0, count: 3))
+        #expect(throws: EngineError.unexpectedInput(name: "features", known: ["x"])) { try session.run(["features": x, "x": x]) }
+    }
+
+    @Test func rejectsWrongDtypeNamingInput() throws {
+        let session = try Session(graph: Self.denseGraph())
+        let x = Tensor(shape: [1, 3], scalars: [Int64(1), 2, 3])
+        #expect(throws: EngineError.inputTypeMismatch(name: "x", expected: "float", actual: "int64")) { try session.run(["x": x]) }
+    }
+
+    @Test func rejectsWrongRankNamingInput() throws {
+        let session = try Session(graph: Self.denseGraph())
+        let x = Tensor(shape: [3], scalars: [Float(1), 2, 3])
+        #expect(throws: EngineError.inputShapeMismatch(name: "x", expected: "[batch, 3]", actual: "[3]")) { try session.run(["x": x]) }
+    }
+
+    @Test func rejectsWrongFixedDimensionNamingInput() throws {
+        let session = try Session(graph: Self.denseGraph())
+        let x = Tensor(shape: [2, 4], scalars: [Float](repeating: 0, count: 8))
+        #expect(throws: EngineError.inputShapeMismatch(name: "x", expected: "[batch, 3]", actual: "[2, 4]")) { try session.run(["x": x]) }
+    }
+
+    @Test func acceptsAnyBatchSizeForSymbolicDimension() throws {
+        let session = try Session(graph: Self.denseGraph())
+        for batch in [1, 7, 64] {
+            let y = try session.run(["x": Tensor(zeros: .float32, shape: [batch, 3])])["y"]?.tensor
+            #expect(y?.shape == [batch, 2])
+        }
+    }
+
+    @Test func listsAllUnsupportedOperatorsAtLoad() {
+        var graph = Self.denseGraph()
+        graph.nodes.append(Node(opType: "Unique", inputs: ["y"], outputs: ["u"]))
+        graph.nodes.append(Node(opType: "Frobnicate", domain: "com.example", inputs: ["u"], outputs: ["v"]))
+        graph.opsets["com.example"] = 2
+        #expect(throws: EngineError.unsupportedOperators([
+            UnsupportedOperator(domain: "", opType: "Unique", opset: 17),
+            UnsupportedOperator(domain: "com.example", opType: "Frobnicate", opset: 2),
+        ])) { try Session(graph: graph) }
+    }
+
+    @Test func reportsDanglingValueAtLoad() {
+        var graph = Self.denseGraph()
+        graph.nodes[1].inputs = ["h", "nowhere"]
+        #expect { try Session(graph: graph) } throws: { error in
+            "\(error)".contains("'nowhere'")
+        }
+    }
+
+    @Test func kernelErrorsNameTheNode() throws {
+        let graph = Graph(
+            nodes: [Node(name: "join", opType: "Concat", inputs: ["a", "b"], outputs: ["c"], attributes: ["axis": .int(0)])],
+            inputs: [ValueInfo(name: "a", type: .unknown), ValueInfo(name: "b", type: .unknown)],
+            outputs: [ValueInfo(name: "c", type: .unknown)], initializers: [:], opsets: ["": 17])
+        let session = try Session(graph: graph)
+        #expect { try session.run(["a": Tensor(zeros: .float32, shape: [2, 3]), "b": Tensor(zeros: .float32, shape: [2, 4])]) } throws: { error in
+            "\(error)".hasPrefix("node join:")
+        }
+    }
+
+    @Test func identityIsRemovedButOutputNamesSurvive() throws {
+        var graph = Self.denseGraph()
+        graph.nodes.insert(Node(opType: "Identity", inputs: ["x"], outputs: ["x2"]), at: 0)
+        graph.nodes[1].inputs[0] = "x2"
+        graph.nodes.append(Node(opType: "Identity", inputs: ["y"], outputs: ["out"]))
+        graph.outputs = [ValueInfo(name: "out", type: .unknown)]
+        let session = try Session(graph: graph)
+        #expect(session.optimizedGraph.nodes.filter { $0.opType == "Identity" }.count == 1)
+        let out = try session.run(["x": Tensor(shape: [1, 3], scalars: [Float(1), 2, 3])])["out"]?.tensor
+        #expect(out?.scalars(as: Float.self) == [0, 2.5])
+    }
+
+    @Test func foldsConstantSubgraphs() throws {
+        // Shape(W) → Gather(0) is constant: folded at load, so only the MatMul+Add+Relu chain remains.
+        var graph = Self.denseGraph()
+        graph.initializers["zero"] = Tensor(shape: [], scalars: [Int64(0)])
+        graph.nodes += [
+            Node(opType: "Shape", inputs: ["W"], outputs: ["wshape"]),
+            Node(opType: "Gather", inputs: ["wshape", "zero"], outputs: ["rows"]),
+        ]
+        graph.outputs.append(ValueInfo(name: "rows", type: .unknown))
+        let session = try Session(graph: graph)
+        #expect(!session.optimizedGraph.nodes.contains { $0.opType == "Shape" || $0.opType == "Gather" })
+        let rows = try session.run(["x": Tensor(zeros: .float32, shape: [1, 3])])["rows"]?.tensor
+        #expect(rows?.scalars(as: Int64.self) == [3])
+    }
+}

@@ -1,0 +1,11 @@
+// swift-tools-version:6.1
+// Tools-only package: builds the protoc plugins used by scripts/generate-protos.sh.
+// Not a dependency of Serval; never built by CI.
+import PackageDescription
+
+let package = Package(
+    name: "ServalCodegen",
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    ]
+)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Checks that the CLI turns bad input into a one-line error and a non-zero exit, never a crash or hang.
+set -uo pipefail
+serval=${1:?usage: cli-checks.sh PATH_TO_SERVAL}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fixtures=Tests/Fixtures
+failures=0
+
+# expect_error NAME PATTERN COMMAND...: exit code must be 1, stderr one line matching PATTERN.
+expect_error() {
+  local name=$1 pattern=$2
+  shift 2
+  timeout 60 "$@" >"$work/out" 2>"$work/err"
+  local code=$?
+  local lines
+  lines=$(grep -c . "$work/err")
+  if [ "$code" -ne 1 ] || [ "$lines" -ne 1 ] || ! grep -q -- "$pattern" "$work/err"; then
+    echo "FAIL $name: exit $code, stderr:"; cat "$work/err"
+    failures=$((failures + 1))
+  else
+    echo "ok   $name: $(cat "$work/err")"
+  fi
+}
+
+head -c 4096 /dev/urandom >"$work/random.onnx"
+head -c 3000 "$fixtures/lenet/model.onnx" >"$work/truncated.onnx"
+printf '{"shape":[1,4],"datatype":"INT64","data":[1,2,3,4]}' >"$work/int.json"
+printf '{"shape":[4],"datatype":"FP32","data":[1,2,3,4]}' >"$work/rank1.json"
+printf '{"shape":[1,3],"datatype":"FP32","data":[1,2,3]}' >"$work/short.json"
+
+expect_error "random bytes" "not a valid ONNX model" "$serval" inspect "$work/random.onnx"
+expect_error "truncated file" "not a valid ONNX model" "$serval" run "$work/truncated.onnx"
+expect_error "missing file" "cannot read" "$serval" inspect "$work/none.onnx"
+expect_error "unsupported ops" "unsupported operators: ai.onnx:NonMaxSuppression (opset 17), com.example:FancyOp (opset 1)" \
+  "$serval" run "$fixtures/unsupported_ops.onnx" --input "x=$work/short.json"
+model=$fixtures/sklearn_logistic_regression/model.onnx
+expect_error "wrong dtype" "input 'X' has datatype int64, expected float" "$serval" run "$model" --input "X=$work/int.json"
+expect_error "wrong rank" "input 'X' has shape \[4\], expected" "$serval" run "$model" --input "X=$work/rank1.json"
+expect_error "wrong shape" "input 'X' has shape \[1, 3\], expected" "$serval" run "$model" --input "X=$work/short.json"
+expect_error "missing input" "missing input 'X'" "$serval" run "$model"
+expect_error "bad input file" "use a .npy, .pb or .json file" "$serval" run "$model" --input "X=$work/random.onnx"
+
+if "$serval" run "$model" --input X=examples/inputs/iris.json >"$work/out" 2>"$work/err" && grep -q '"label"' "$work/out"; then
+  echo "ok   good input: $(head -c 120 "$work/out")"
+else
+  echo "FAIL good input"; cat "$work/err"; failures=$((failures + 1))
+fi
+[ "$failures" -eq 0 ] || { echo "$failures CLI check(s) failed"; exit 1; }

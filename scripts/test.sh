@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, then swift test.
+# Needs a Debian machine with the Swift toolchain; installs what is missing (apt, a Python venv in .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+# Python venv with the pinned onnx, used to regenerate the backend test data.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx; assert onnx.__version__ == "1.23.2"' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+
+swift build --build-tests
+serval=.build/debug/serval
+
+echo "== CLI error paths"
+scripts/cli-checks.sh "$serval"
+
+echo "== ONNX backend conformance (allow-list: conformance/allow-list.txt)"
+data=.build/onnx-backend-data
+if [ ! -f "$data/.complete" ]; then
+  rm -rf "$data"
+  .venv/bin/python scripts/conformance/generate-data.py "$data" 2>/dev/null
+  touch "$data/.complete"
+fi
+"$serval" conformance "$data" --allow-list conformance/allow-list.txt
+
+echo "== swift test"
+swift test --skip-build
