@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Engine benchmark: `serval bench` and onnxruntime side by side, same models, inputs and thread count.
+
+Each (model, batch, threads) cell runs serval and onnxruntime alternately, ROUNDS times, each in a fresh
+process (so peak RSS belongs to that model and batch); the best median of each is compared.
+Writes bench/RESULTS.md (engine section) and prints the table.
+
+Usage: python bench/engine.py [--serval .build/release/serval] [--rounds 2] [--seconds 1.5] [--only NAME]
+Needs: onnx, onnxruntime, scikit-learn, skl2onnx (pip), and a release build of serval.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "scripts", "fixtures"))
+import models  # noqa: E402
+
+WORK = os.path.join(ROOT, ".build", "bench-engine")
+
+
+def build_models():
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_breast_cancer, load_digits
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    digits, cancer = load_digits(), load_breast_cancer()
+    forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(digits.data, digits.target)
+    boosting = GradientBoostingClassifier(n_estimators=100, random_state=0).fit(cancer.data, cancer.target)
+
+    def sklearn(model, x):
+        return to_onnx(model, x[:1].astype(np.float32), options={id(model): {"zipmap": False}},
+                       target_opset={"": 17, "ai.onnx.ml": 3})
+
+    def rows(data, n):
+        return data[rng.integers(0, len(data), n)].astype(np.float32)
+
+    # name, model, input name, input maker(batch), batches
+    return [
+        ("mlp_784_512_512_10", models.mlp_gemm([784, 512, 512, 10]), "input",
+         lambda b: rng.standard_normal((b, 784)).astype(np.float32), [1, 64, 256]),
+        ("resnet18_224", models.resnet18(), "input", lambda b: rng.standard_normal((b, 3, 224, 224)).astype(np.float32), [1]),
+        ("mobilenet_v2_224", models.mobilenet_v2(), "input", lambda b: rng.standard_normal((b, 3, 224, 224)).astype(np.float32), [1]),
+        ("random_forest_100_digits", sklearn(forest, digits.data), "X", lambda b: rows(digits.data, b), [1, 1000]),
+        ("gradient_boosting_100_breast_cancer", sklearn(boosting, cancer.data), "X", lambda b: rows(cancer.data, b), [1, 1000]),
+    ]
+
+
+def run_json(command):
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+
+
+def foreign_load():
+    """Fraction of the machine busy before a cell starts (other jobs make numbers noisy)."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]
+    total0, idle0 = sample()
+    time.sleep(0.5)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serval", default=os.path.join(ROOT, ".build", "release", "serval"))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--threads", default="1")
+    parser.add_argument("--only", default=None)
+    args = parser.parse_args()
+    os.makedirs(WORK, exist_ok=True)
+    rows = []
+    for name, model, input_name, make_input, batches in build_models():
+        if args.only and args.only not in name:
+            continue
+        path = os.path.join(WORK, f"{name}.onnx")
+        onnx.save(model, path)
+        for threads in [int(t) for t in args.threads.split(",")]:
+            for batch in batches:
+                data = os.path.join(WORK, f"{name}_b{batch}.npy")
+                np.save(data, make_input(batch))
+                feed = f"{input_name}={data}"
+                serval, reference = [], []
+                load = foreign_load()
+                for _ in range(args.rounds):
+                    serval.append(run_json([args.serval, "bench", path, "--input", feed, "--threads", str(threads),
+                                            "--seconds", str(args.seconds), "--json"]))
+                    reference.append(run_json([sys.executable, os.path.join(HERE, "ort_bench.py"), path, str(threads),
+                                               str(args.seconds), feed]))
+                s = min(serval, key=lambda r: r["median_ms"])
+                r = min(reference, key=lambda r: r["median_ms"])
+                row = {"model": name, "batch": batch, "threads": threads, "serval_ms": s["median_ms"], "ort_ms": r["median_ms"],
+                       "ratio": s["median_ms"] / r["median_ms"], "serval_p90": s["p90_ms"], "ort_p90": r["p90_ms"],
+                       "serval_rss": max(x["peak_rss_mb"] for x in serval), "ort_rss": max(x["peak_rss_mb"] for x in reference),
+                       "load": load}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    write_results(rows, " ".join(["python", "bench/engine.py"] + sys.argv[1:]))
+
+
+def write_results(rows, command):
+    import onnxruntime
+    lines = [
+        "## Engine: serval vs onnxruntime",
+        "",
+        f"Command: `{command}` (release build; onnxruntime {onnxruntime.__version__}, CPUExecutionProvider, sequential).",
+        f"Measured {time.strftime('%Y-%m-%d')} on a shared 2-vCPU machine; each cell alternates serval and onnxruntime "
+        "in fresh processes and keeps each side's best median. Ratio = serval / onnxruntime latency (< 1 is faster). "
+        "Peak RSS is each process's VmHWM (onnxruntime's includes the Python interpreter). "
+        "'busy' is the machine's load before the cell started.",
+        "",
+        "| model | batch | threads | serval median ms | onnxruntime median ms | ratio | serval p90 | ort p90 | serval peak RSS MB | ort peak RSS MB | busy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['serval_ms']:.3f} | {r['ort_ms']:.3f} | **{r['ratio']:.2f}x** | "
+                     f"{r['serval_p90']:.3f} | {r['ort_p90']:.3f} | {r['serval_rss']:.0f} | {r['ort_rss']:.0f} | {r['load'] * 100:.0f}% |")
+    section = "\n".join(lines) + "\n"
+    path = os.path.join(HERE, "RESULTS.md")
+    existing = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
+    start = existing.find("## Engine: serval vs onnxruntime")
+    if start >= 0:
+        end = existing.find("\n## ", start + 1)
+        existing = existing[:start] + section + (existing[end + 1:] if end >= 0 else "")
+    else:
+        existing = existing.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(existing)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
