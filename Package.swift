@@ -1,6 +1,17 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// Kernels are compiled for AVX2 + FMA (x86-64 servers since 2013), which roughly doubles the throughput of
+/// the engine's own SIMD loops. Set SERVAL_PORTABLE=1 to build for baseline x86-64 instead.
+let engineSettings: [SwiftSetting] = {
+    #if arch(x86_64)
+    if Context.environment["SERVAL_PORTABLE"] == nil {
+        return [.unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-target-cpu", "haswell"])]
+    }
+    #endif
+    return []
+}()
+
 let package = Package(
     name: "Serval",
     platforms: [.macOS(.v15)],
@@ -16,8 +27,8 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "ServalTensor", dependencies: ["CBLAS"]),
-        .target(name: "ServalEngine", dependencies: ["ServalTensor"]),
+        .target(name: "ServalTensor", dependencies: ["CBLAS"], swiftSettings: engineSettings),
+        .target(name: "ServalEngine", dependencies: ["ServalTensor"], swiftSettings: engineSettings),
         .target(
             name: "ServalONNX",
             dependencies: ["ServalEngine", .product(name: "SwiftProtobuf", package: "swift-protobuf")]

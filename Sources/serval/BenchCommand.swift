@@ -30,6 +30,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object per batch size.")
     var json = false
 
+    @Flag(name: .long, help: "After timing, print the time spent per op type over the measured runs.")
+    var profile = false
+
     func run() throws {
         let onnx = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
         let session = try Session(graph: onnx.graph, options: SessionOptions(intraOpThreads: threads))
@@ -63,6 +66,16 @@ struct BenchCommand: ParsableCommand {
                 let begin = DispatchTime.now().uptimeNanoseconds
                 _ = try session.run(feeds)
                 samples.append(Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e6)
+            }
+            if profile {
+                let profiled = RunProfile()
+                for _ in 0..<samples.count { _ = try session.run(feeds, profile: profiled) }
+                let total = Double(profiled.entries.reduce(0) { $0 + $1.nanoseconds })
+                print("profile, batch \(rows), \(samples.count) runs:")
+                for entry in profiled.entries {
+                    print(String(format: "  %-28@ %7d calls %10.3f ms/run %5.1f%%", entry.opType as NSString, entry.calls / samples.count,
+                                 Double(entry.nanoseconds) / 1e6 / Double(samples.count), 100 * Double(entry.nanoseconds) / max(total, 1)))
+                }
             }
             samples.sort()
             let median = samples[samples.count / 2], p90 = samples[min(samples.count - 1, samples.count * 9 / 10)]

@@ -118,18 +118,35 @@ enum UnaryOp: Sendable {
     @inline(__always)
     func apply(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ count: Int) {
         switch self {
-        case .relu: for i in 0..<count { let x = input[i]; output[i] = x > 0 ? x : 0 }
+        case .relu: clamp(input, output, count, low: 0, high: .infinity)
         case .leakyRelu(let alpha): for i in 0..<count { let x = input[i]; output[i] = x >= 0 ? x : alpha * x }
         case .neg: for i in 0..<count { output[i] = -input[i] }
         case .abs: for i in 0..<count { output[i] = Swift.abs(input[i]) }
         case .sqrt: for i in 0..<count { output[i] = input[i].squareRoot() }
         case .reciprocal: for i in 0..<count { output[i] = 1 / input[i] }
-        case .clip(let low, let high):
-            for i in 0..<count { let x = input[i]; output[i] = x < low ? low : (x > high ? high : x) }
+        case .clip(let low, let high): clamp(input, output, count, low: low, high: high)
         case .hardSigmoid(let alpha, let beta):
             for i in 0..<count { output[i] = Swift.max(0, Swift.min(1, alpha * input[i] + beta)) }
         default: for i in 0..<count { output[i] = apply(input[i]) }
         }
+    }
+}
+
+/// min(max(x, low), high) eight lanes at a time (`replace(with:where:)` lowers to blends; NaN passes through).
+@inline(__always)
+func clamp(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ count: Int, low: Float, high: Float) {
+    var i = 0
+    while i + 8 <= count {
+        var v = UnsafeRawPointer(input + i).loadUnaligned(as: SIMD8<Float>.self)
+        v.replace(with: low, where: v .< low)
+        v.replace(with: high, where: v .> high)
+        UnsafeMutableRawPointer(output + i).storeBytes(of: v, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count {
+        let x = input[i]
+        output[i] = x < low ? low : (x > high ? high : x)
+        i += 1
     }
 }
 

@@ -159,7 +159,9 @@ func im2col2D(_ source: UnsafePointer<Float>, _ column: UnsafeMutablePointer<Flo
     }
 }
 
-/// Depthwise 2-D convolution (one filter per channel), computed directly.
+/// Depthwise 2-D convolution (one filter per channel), computed directly. Each channel is first copied into a
+/// zero-bordered scratch plane, so every output is a branch-free sum of taps: eight columns at a time with SIMD
+/// accumulators (strides 1 and 2), the remainder one at a time.
 func depthwiseConv2D(
     _ source: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>,
     channels: Int, geometry: SpatialGeometry
@@ -170,53 +172,100 @@ func depthwiseConv2D(
     let (sh, sw) = (geometry.strides[0], geometry.strides[1])
     let (dh, dw) = (geometry.dilations[0], geometry.dilations[1])
     let (ph, pw) = (geometry.padBegin[0], geometry.padBegin[1])
-    for c in 0..<channels {
-        let plane = source + c * height * width
-        let filter = weights + c * kh * kw
-        let result = target + c * outHeight * outWidth
-        for oh in 0..<outHeight {
-            let row = result + oh * outWidth
-            for ow in 0..<outWidth { row[ow] = 0 }
-            for i in 0..<kh {
-                let ih = oh * sh - ph + i * dh
-                if ih < 0 || ih >= height { continue }
-                let inputRow = plane + ih * width
-                for j in 0..<kw {
-                    let weight = filter[i * kw + j]
-                    let shift = j * dw - pw
-                    // Output columns whose input column ow*sw + shift lies inside [0, width).
-                    var first = 0
-                    if shift < 0 { first = (-shift + sw - 1) / sw }
-                    var last = outWidth
-                    if sw > 0 { last = min(outWidth, max(0, (width - 1 - shift) / sw + 1)) }
-                    if first >= last { continue }
-                    if sw == 1 {
-                        for ow in first..<last { row[ow] += weight * inputRow[ow + shift] }
-                    } else {
-                        for ow in first..<last { row[ow] += weight * inputRow[ow * sw + shift] }
+    // Scratch plane big enough for every tap of every output, plus slack for 16-wide loads.
+    let paddedHeight = max(height + ph, (outHeight - 1) * sh + (kh - 1) * dh + 1) + 1
+    let paddedWidth = max(width + pw, (outWidth - 1) * sw + (kw - 1) * dw + 1) + 32
+    var scratch = [Float](repeating: 0, count: paddedHeight * paddedWidth)
+    scratch.withUnsafeMutableBufferPointer { buffer in
+        let padded = buffer.baseAddress!
+        for c in 0..<channels {
+            let plane = source + c * height * width
+            for row in 0..<height {
+                (padded + (row + ph) * paddedWidth + pw).update(from: plane + row * width, count: width)
+            }
+            let filter = weights + c * kh * kw
+            let result = target + c * outHeight * outWidth
+            for oh in 0..<outHeight {
+                let output = result + oh * outWidth
+                let top = padded + oh * sh * paddedWidth
+                var ow = 0
+                if kh == 3 && kw == 3 && sw <= 2 {
+                    // The common 3×3 case with the nine weights held in registers.
+                    let (w0, w1, w2) = (SIMD8<Float>(repeating: filter[0]), SIMD8<Float>(repeating: filter[1]), SIMD8<Float>(repeating: filter[2]))
+                    let (w3, w4, w5) = (SIMD8<Float>(repeating: filter[3]), SIMD8<Float>(repeating: filter[4]), SIMD8<Float>(repeating: filter[5]))
+                    let (w6, w7, w8) = (SIMD8<Float>(repeating: filter[6]), SIMD8<Float>(repeating: filter[7]), SIMD8<Float>(repeating: filter[8]))
+                    @inline(__always) func load(_ pointer: UnsafePointer<Float>) -> SIMD8<Float> {
+                        sw == 1 ? UnsafeRawPointer(pointer).loadUnaligned(as: SIMD8<Float>.self)
+                            : UnsafeRawPointer(pointer).loadUnaligned(as: SIMD16<Float>.self).evenHalf
                     }
+                    let (row1, row2) = (dh * paddedWidth, 2 * dh * paddedWidth)
+                    while ow < outWidth {
+                        let p = UnsafePointer(top + ow * sw)
+                        var accumulator = w0 * load(p) + w1 * load(p + dw) + w2 * load(p + 2 * dw)
+                        accumulator += w3 * load(p + row1) + w4 * load(p + row1 + dw) + w5 * load(p + row1 + 2 * dw)
+                        accumulator += w6 * load(p + row2) + w7 * load(p + row2 + dw) + w8 * load(p + row2 + 2 * dw)
+                        if ow + 8 <= outWidth {
+                            UnsafeMutableRawPointer(output + ow).storeBytes(of: accumulator, as: SIMD8<Float>.self)
+                        } else {
+                            for lane in 0..<(outWidth - ow) { output[ow + lane] = accumulator[lane] }
+                        }
+                        ow += 8
+                    }
+                } else if sw <= 2 {
+                    // The last block may run past outWidth: its extra lanes read the scratch slack and are not stored.
+                    while ow < outWidth {
+                        var accumulator = SIMD8<Float>(repeating: 0)
+                        for i in 0..<kh {
+                            let line = top + i * dh * paddedWidth + ow * sw
+                            for j in 0..<kw {
+                                let tap = UnsafeRawPointer(line + j * dw)
+                                let weight = filter[i * kw + j]
+                                if sw == 1 {
+                                    accumulator += weight * tap.loadUnaligned(as: SIMD8<Float>.self)
+                                } else {
+                                    accumulator += weight * tap.loadUnaligned(as: SIMD16<Float>.self).evenHalf
+                                }
+                            }
+                        }
+                        if ow + 8 <= outWidth {
+                            UnsafeMutableRawPointer(output + ow).storeBytes(of: accumulator, as: SIMD8<Float>.self)
+                        } else {
+                            for lane in 0..<(outWidth - ow) { output[ow + lane] = accumulator[lane] }
+                        }
+                        ow += 8
+                    }
+                }
+                while ow < outWidth {
+                    var sum: Float = 0
+                    for i in 0..<kh {
+                        let line = top + i * dh * paddedWidth + ow * sw
+                        for j in 0..<kw { sum += filter[i * kw + j] * line[j * dw] }
+                    }
+                    output[ow] = sum
+                    ow += 1
                 }
             }
         }
     }
 }
 
-/// Adds a per-channel bias and applies a fused activation over NC(spatial) data.
+/// Adds a per-channel bias and applies a fused activation over NC(spatial) data, one plane at a time
+/// while it is still in cache.
 func addBiasAndActivate(
     _ output: UnsafeMutablePointer<Float>, bias: Tensor?, activation: UnaryOp?, planes: Int, channels: Int, planeSize: Int
 ) {
-    if let bias {
-        bias.withUnsafeBufferPointer(as: Float.self) { pb in
-            for n in 0..<planes {
-                for c in 0..<channels {
-                    let plane = output + (n * channels + c) * planeSize
-                    let value = pb[c]
-                    for i in 0..<planeSize { plane[i] += value }
-                }
+    guard bias != nil || activation != nil else { return }
+    let biasValues = bias?.scalars(as: Float.self)
+    for n in 0..<planes {
+        for c in 0..<channels {
+            let plane = output + (n * channels + c) * planeSize
+            if let biasValues {
+                let value = biasValues[c]
+                for i in 0..<planeSize { plane[i] += value }
             }
+            if let activation { activation.apply(plane, plane, planeSize) }
         }
     }
-    if let activation { activation.apply(output, output, planes * channels * planeSize) }
 }
 
 /// ONNX ConvTranspose: GEMM into columns, then col2im scatter-add.

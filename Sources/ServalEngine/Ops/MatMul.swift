@@ -8,8 +8,29 @@ struct GemmKernel: Kernel {
     let alpha: Float
     let beta: Float
     let activation: UnaryOp?
-    /// B when it is a constant, read once at load.
+    /// A constant B, pre-packed at load as a row-major [K, N] float32 matrix (transposed if transB).
     let packedB: Tensor?
+    /// A constant C that is a row vector of N values, pre-scaled by beta: added in the output pass.
+    let rowBias: [Float]?
+
+    init(transA: Bool, transB: Bool, alpha: Float, beta: Float, activation: UnaryOp?, constantB: Tensor?, constantC: Tensor?) throws {
+        self.transA = transA
+        self.alpha = alpha
+        self.beta = beta
+        self.activation = activation
+        if let constantB, constantB.rank == 2, constantB.dtype == .float32 {
+            packedB = transB ? try transpose(constantB, perm: [1, 0], RunContext()) : constantB
+            self.transB = false
+        } else {
+            packedB = nil
+            self.transB = transB
+        }
+        if let c = constantC, c.dtype == .float32, c.rank <= 2, c.count > 1 || c.rank == 0, c.shape.dropLast().allSatisfy({ $0 == 1 }) {
+            rowBias = c.scalars(as: Float.self).map { $0 * beta }
+        } else {
+            rowBias = nil
+        }
+    }
 
     func run(_ inputs: [Value?], _ context: RunContext) throws -> [Value] {
         let a = try inputs.tensor(0)
@@ -22,10 +43,14 @@ struct GemmKernel: Kernel {
         if a.dtype == .float64 || b.dtype == .float64 {
             return [.tensor(try gemmDouble(a, b, c, m: m, n: n, k: k, context))]
         }
+        if let rowBias, rowBias.count != n && rowBias.count != 1 {
+            throw KernelError("Gemm C has \(rowBias.count) values for \(n) columns")
+        }
         let af = try a.converted(to: .float32), bf = try b.converted(to: .float32)
         var out = context.allocate(.float32, [m, n])
-        let hasBias = try out.withUnsafeMutableBufferPointer(as: Float.self) { output -> Bool in
-            guard let c, beta != 0 else { return false }
+        // A C that is not a constant row vector is written into the output first and accumulated (beta = 1).
+        let accumulate = try out.withUnsafeMutableBufferPointer(as: Float.self) { output -> Bool in
+            guard rowBias == nil, let c, beta != 0 else { return false }
             try fillBias(output.baseAddress!, c, m: m, n: n, scale: beta)
             return true
         }
@@ -35,8 +60,8 @@ struct GemmKernel: Kernel {
                     BLAS.sgemm(
                         transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                         a: pa.baseAddress!, lda: a.shape[1], b: pb.baseAddress!, ldb: b.shape[1],
-                        beta: hasBias ? 1 : 0, c: po.baseAddress!, ldc: n)
-                    if let activation { activation.apply(po.baseAddress!, po.baseAddress!, m * n) }
+                        beta: accumulate ? 1 : 0, c: po.baseAddress!, ldc: n)
+                    applyEpilogue(po.baseAddress!, rows: m, columns: n, bias: rowBias, activation: activation)
                 }
             }
         }
@@ -66,6 +91,24 @@ struct GemmKernel: Kernel {
             }
         }
         return out
+    }
+}
+
+/// Adds a row bias (N values, or one) and applies the fused activation, one row at a time while it is in cache.
+func applyEpilogue(_ output: UnsafeMutablePointer<Float>, rows: Int, columns: Int, bias: [Float]?, activation: UnaryOp?) {
+    guard bias != nil || activation != nil else { return }
+    let values = bias ?? []
+    values.withUnsafeBufferPointer { biasValues in
+        for row in 0..<rows {
+            let line = output + row * columns
+            if biasValues.count == 1 {
+                let value = biasValues[0]
+                for col in 0..<columns { line[col] += value }
+            } else if biasValues.count == columns {
+                for col in 0..<columns { line[col] += biasValues[col] }
+            }
+            if let activation { activation.apply(line, line, columns) }
+        }
     }
 }
 
@@ -158,18 +201,12 @@ struct MatMulKernel: Kernel {
                     }
                 }
             }
+            var rowBias: [Float]?
             if let bias {
-                let vector = try bias.converted(to: .float32)
-                guard vector.count == n else { throw KernelError("bias of shape \(bias.shape) does not match \(n) columns") }
-                vector.withUnsafeBufferPointer(as: Float.self) { pv in
-                    let rows = po.count / max(n, 1)
-                    for row in 0..<rows {
-                        let target = po.baseAddress! + row * n
-                        for col in 0..<n { target[col] += pv[col] }
-                    }
-                }
+                rowBias = try bias.converted(to: .float32).scalars(as: Float.self)
+                guard rowBias?.count == n else { throw KernelError("bias of shape \(bias.shape) does not match \(n) columns") }
             }
-            if let activation { activation.apply(po.baseAddress!, po.baseAddress!, po.count) }
+            applyEpilogue(po.baseAddress!, rows: po.count / max(n, 1), columns: n, bias: rowBias, activation: activation)
         }
         if a.rank == 1 { outShape.remove(at: outShape.count - 2) }
         if b.rank == 1 { outShape.removeLast() }
@@ -185,13 +222,13 @@ struct MatMulKernel: Kernel {
 extension KernelRegistry {
     static func registerMatMul(into registry: inout KernelRegistry) {
         let gemm: KernelFactory = { build in
-            GemmKernel(
+            try GemmKernel(
                 transA: try build.int("transA", default: 0) != 0,
                 transB: try build.int("transB", default: 0) != 0,
                 alpha: try build.float("alpha", default: 1),
                 beta: try build.float("beta", default: 1),
                 activation: try fusedActivation(build),
-                packedB: build.constant(1).flatMap { $0.dtype == .float32 ? $0 : nil })
+                constantB: build.constant(1), constantC: build.hasInput(2) ? build.constant(2) : nil)
         }
         registry.register("Gemm", gemm)
         registry.register("FusedGemm", domain: servalDomain, gemm)

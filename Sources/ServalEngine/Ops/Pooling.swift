@@ -8,6 +8,13 @@ enum PoolKind: Sendable {
     case lp(p: Int)
 }
 
+extension PoolKind {
+    var isLp: Bool {
+        if case .lp = self { return true }
+        return false
+    }
+}
+
 struct PoolKernel: Kernel {
     let kind: PoolKind
     let kernelShape: [Int]
@@ -32,6 +39,15 @@ struct PoolKernel: Kernel {
                                            pads: pads, autoPad: autoPad, ceilMode: ceilMode)
         let planes = x.shape[0] * x.shape[1]
         let rank = spatial.count
+        if rank == 2 && !producesIndices && !kind.isLp {
+            var out = context.allocate(.float32, [x.shape[0], x.shape[1]] + geometry.outputSize)
+            x.withUnsafeBufferPointer(as: Float.self) { px in
+                out.withUnsafeMutableBufferPointer(as: Float.self) { po in
+                    pool2D(px.baseAddress!, po.baseAddress!, planes: planes, geometry: geometry)
+                }
+            }
+            return [.tensor(xIn.dtype == .float32 ? out : try out.converted(to: xIn.dtype))]
+        }
         let inPlane = geometry.inputCount, outPlane = geometry.outputCount
         let taps = geometry.kernelCount
         // Per axis: coordinate of (tap k, output o) before bounds checks.
@@ -115,6 +131,67 @@ struct PoolKernel: Kernel {
         }
         let result = xIn.dtype == .float32 ? out : try out.converted(to: xIn.dtype)
         return [.tensor(result), .tensor(indices)]
+    }
+}
+
+extension PoolKernel {
+    /// Max or average pooling over two spatial axes with direct loops: each window is clamped to the input
+    /// once, so the inner loops carry no bounds checks or data-dependent branches.
+    func pool2D(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, planes: Int, geometry g: SpatialGeometry) {
+        let (height, width) = (g.inputSize[0], g.inputSize[1])
+        let (outHeight, outWidth) = (g.outputSize[0], g.outputSize[1])
+        let (kh, kw) = (g.kernel[0], g.kernel[1]), (sh, sw) = (g.strides[0], g.strides[1])
+        let (dh, dw) = (g.dilations[0], g.dilations[1]), (ph, pw) = (g.padBegin[0], g.padBegin[1])
+        /// Taps [begin, end) of a window starting at `start` that fall inside [0, size), and how many fall inside the padded extent.
+        func window(start: Int, taps: Int, dilation: Int, size: Int, padBefore: Int, padAfter: Int) -> (Int, Int, Int) {
+            var begin = taps, end = 0, padded = 0
+            for k in 0..<taps {
+                let coordinate = start + k * dilation
+                if coordinate >= 0 && coordinate < size { begin = min(begin, k); end = k + 1 }
+                if coordinate >= -padBefore && coordinate < size + padAfter { padded += 1 }
+            }
+            return begin < end ? (begin, end, padded) : (0, 0, padded)
+        }
+        let rows = (0..<outHeight).map { window(start: $0 * sh - ph, taps: kh, dilation: dh, size: height, padBefore: ph, padAfter: g.padEnd[0]) }
+        let columns = (0..<outWidth).map { window(start: $0 * sw - pw, taps: kw, dilation: dw, size: width, padBefore: pw, padAfter: g.padEnd[1]) }
+        var isMax = false, includePad = false
+        switch kind {
+        case .max: isMax = true
+        case .average(let countIncludePad): includePad = countIncludePad
+        case .lp: return
+        }
+        for plane in 0..<planes {
+            let source = input + plane * height * width
+            let target = output + plane * outHeight * outWidth
+            for oh in 0..<outHeight {
+                let (iBegin, iEnd, paddedRows) = rows[oh]
+                let top = oh * sh - ph
+                for ow in 0..<outWidth {
+                    let (jBegin, jEnd, paddedColumns) = columns[ow]
+                    let left = ow * sw - pw
+                    let count = (iEnd - iBegin) * (jEnd - jBegin)
+                    if isMax {
+                        var best = -Float.infinity
+                        for i in iBegin..<iEnd {
+                            let line = source + (top + i * dh) * width + left
+                            for j in jBegin..<jEnd {
+                                let value = line[j * dw]
+                                best = value > best ? value : best
+                            }
+                        }
+                        target[oh * outWidth + ow] = best
+                    } else {
+                        var sum: Float = 0
+                        for i in iBegin..<iEnd {
+                            let line = source + (top + i * dh) * width + left
+                            for j in jBegin..<jEnd { sum += line[j * dw] }
+                        }
+                        let divisor = includePad ? paddedRows * paddedColumns : count
+                        target[oh * outWidth + ow] = divisor > 0 ? sum / Float(divisor) : 0
+                    }
+                }
+            }
+        }
     }
 }
 

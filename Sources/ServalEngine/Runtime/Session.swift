@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 import ServalTensor
 
@@ -52,7 +53,8 @@ public final class Session: Sendable {
     }
 
     /// Runs the graph on `feeds` (one value per graph input) and returns every graph output by name.
-    public func run(_ feeds: [String: Value]) throws -> [String: Value] {
+    /// With a `profile`, the time of every step is added to it under the step's op type.
+    public func run(_ feeds: [String: Value], profile: RunProfile? = nil) throws -> [String: Value] {
         var slots = plan.initialSlots
         for (name, value) in feeds {
             guard let slot = plan.inputSlots[name] else {
@@ -70,8 +72,10 @@ public final class Session: Sendable {
         for step in plan.steps {
             let arguments = step.inputs.map { $0 < 0 ? nil : slots[$0] }
             let results: [Value]
+            let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             do {
                 results = try step.kernel.run(arguments, context)
+                if let profile { profile.record(step.node.qualifiedOpType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started) }
             } catch let error as EngineError {
                 throw error
             } catch {
@@ -121,5 +125,24 @@ public final class Session: Sendable {
                 }
             }
         }
+    }
+}
+
+/// Time spent per op type over one or more runs (`serval bench --profile`). Thread-safe.
+public final class RunProfile: Sendable {
+    private let totals = Mutex<[String: (count: Int, nanoseconds: UInt64)]>([:])
+
+    public init() {}
+
+    func record(_ opType: String, nanoseconds: UInt64) {
+        totals.withLock { entries in
+            let current = entries[opType] ?? (0, 0)
+            entries[opType] = (current.count + 1, current.nanoseconds + nanoseconds)
+        }
+    }
+
+    /// (op type, calls, total nanoseconds), most expensive first.
+    public var entries: [(opType: String, calls: Int, nanoseconds: UInt64)] {
+        totals.withLock { $0.map { ($0.key, $0.value.count, $0.value.nanoseconds) } }.sorted { $0.nanoseconds > $1.nanoseconds }
     }
 }

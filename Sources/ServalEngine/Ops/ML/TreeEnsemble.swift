@@ -19,7 +19,17 @@ struct TreeEnsemble: Sendable {
         var weightCount: Int32
     }
 
+    /// 16-byte form of the nodes for the all-BRANCH_LEQ fast path: `feature < 0` marks a leaf, whose
+    /// `trueIndex`/`falseIndex` then hold its weight range (start, count).
+    struct CompactNode: Sendable {
+        var feature: Int32
+        var threshold: Float
+        var trueIndex: Int32
+        var falseIndex: Int32
+    }
+
     let nodes: [Node]
+    let compactNodes: [CompactNode]
     let roots: [Int32]
     let weightTargets: [Int32]
     let weightValues: [Float]
@@ -98,6 +108,11 @@ struct TreeEnsemble: Sendable {
             for (target, weight) in perLeaf[leaf]! { targets.append(target); weightValues.append(weight) }
         }
         self.nodes = nodes
+        self.compactNodes = nodes.map { node in
+            node.mode == .leaf
+                ? CompactNode(feature: -1, threshold: 0, trueIndex: node.weightStart, falseIndex: node.weightCount)
+                : CompactNode(feature: node.feature, threshold: node.threshold, trueIndex: node.trueIndex, falseIndex: node.falseIndex)
+        }
         self.roots = roots
         self.weightTargets = targets
         self.weightValues = weightValues
@@ -144,20 +159,28 @@ struct TreeEnsemble: Sendable {
     }
 
     /// Raw per-target sums for every row of `x`, computed over the session's threads.
+    ///
+    /// Rows go in blocks; within a block the loop runs tree by tree, so one tree's nodes stay in cache while
+    /// every row of the block walks it.
     func evaluate(_ x: Tensor, targets: Int, context: RunContext) throws -> (scores: [Float], hits: [Bool], rows: Int) {
         let (values, rows, features) = try featureMatrix(x)
         guard features > maxFeature else { throw KernelError("input has \(features) features; the trees read feature \(maxFeature)") }
         var scores = [Float](repeating: 0, count: rows * targets)
         var hits = [Bool](repeating: false, count: rows * targets)
         values.withUnsafeBufferPointer { px in
-            nodes.withUnsafeBufferPointer { pn in
-                scores.withUnsafeMutableBufferPointer { ps in
-                    hits.withUnsafeMutableBufferPointer { ph in
-                        let (input, nodeBase, output, hitBase) = (px.baseAddress!, pn.baseAddress!, ps.baseAddress!, ph.baseAddress!)
-                        let chunk = 64
-                        context.parallelFor((rows + chunk - 1) / chunk) { block in
-                            for row in (block * chunk)..<min(rows, (block + 1) * chunk) {
-                                accumulate(input + row * features, nodeBase, into: output + row * targets, hits: hitBase + row * targets)
+            scores.withUnsafeMutableBufferPointer { ps in
+                hits.withUnsafeMutableBufferPointer { ph in
+                    let (input, output, hitBase) = (px.baseAddress!, ps.baseAddress!, ph.baseAddress!)
+                    let chunk = 128
+                    context.parallelFor((rows + chunk - 1) / chunk) { block in
+                        let range = (block * chunk)..<min(rows, (block + 1) * chunk)
+                        if allLessOrEqual {
+                            accumulateLessOrEqual(input, features: features, rows: range, into: output, hits: hitBase, targets: targets)
+                        } else {
+                            nodes.withUnsafeBufferPointer { pn in
+                                for row in range {
+                                    accumulate(input + row * features, pn.baseAddress!, into: output + row * targets, hits: hitBase + row * targets)
+                                }
                             }
                         }
                     }
@@ -165,6 +188,39 @@ struct TreeEnsemble: Sendable {
             }
         }
         return (scores, hits, rows)
+    }
+
+    /// The BRANCH_LEQ-only walk over compact nodes, tree-major within a block of rows.
+    @inline(__always)
+    private func accumulateLessOrEqual(
+        _ input: UnsafePointer<Float>, features: Int, rows: Range<Int>, into output: UnsafeMutablePointer<Float>,
+        hits: UnsafeMutablePointer<Bool>, targets: Int
+    ) {
+        compactNodes.withUnsafeBufferPointer { pn in
+            weightTargets.withUnsafeBufferPointer { pt in
+                weightValues.withUnsafeBufferPointer { pv in
+                    let nodes = pn.baseAddress!
+                    for root in roots {
+                        for row in rows {
+                            let sample = input + row * features
+                            var index = Int(root)
+                            var node = nodes[index]
+                            while node.feature >= 0 {
+                                index = Int(sample[Int(node.feature)] <= node.threshold ? node.trueIndex : node.falseIndex)
+                                node = nodes[index]
+                            }
+                            let start = Int(node.trueIndex), end = start + Int(node.falseIndex)
+                            let scores = output + row * targets, flags = hits + row * targets
+                            for w in start..<end {
+                                let target = Int(pt[w])
+                                scores[target] += pv[w]
+                                flags[target] = true
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -295,6 +351,7 @@ extension TreeEnsemble {
     /// The ensemble restricted to one tree (for MIN/MAX aggregation).
     init(subset: TreeEnsemble, root: Int32) {
         nodes = subset.nodes
+        compactNodes = subset.compactNodes
         roots = [root]
         weightTargets = subset.weightTargets
         weightValues = subset.weightValues
