@@ -20,8 +20,19 @@ struct InspectCommand: ParsableCommand {
         print("inputs:")
         for input in graph.inputs { print("  \(input.name): \(input.type)") }
         print("outputs:")
-        for output in graph.outputs { print("  \(output.name): \(output.type)") }
-        print("parameters: \(graph.parameterCount) in \(graph.initializers.count) initializers")
+        let inferred = ShapeInference.infer(graph)
+        for output in graph.outputs { print("  \(output.name): \(inferred[output.name] ?? output.type)") }
+        var attributeValues = 0
+        for node in graph.nodes {
+            for attribute in node.attributes.values {
+                switch attribute {
+                case .floats(let values): attributeValues += values.count
+                case .tensor(let tensor): attributeValues += tensor.count
+                default: break
+                }
+            }
+        }
+        print("parameters: \(graph.parameterCount) in \(graph.initializers.count) initializers" + (attributeValues > 0 ? ", \(attributeValues) in node attributes" : ""))
         var histogram: [String: Int] = [:]
         for node in graph.nodes { histogram[node.qualifiedOpType, default: 0] += 1 }
         print("operators (\(graph.nodes.count) nodes):")

@@ -12,6 +12,10 @@ public struct Optimizer: Sendable {
         graph.nodes = try topologicalOrder(graph)
         removeIdentities(&graph)
         try foldConstants(&graph, registry: registry)
+        // Shape subgraphs: once shapes are inferred, Shape (and Gather of it) over fixed dimensions become constants.
+        for _ in 0..<3 where foldStaticShapes(&graph, facts: ShapeInference.infer(graph)) {
+            try foldConstants(&graph, registry: registry)
+        }
         try foldBatchNormIntoConv(&graph)
         fuseMatMulBias(&graph)
         fuseActivations(&graph)
@@ -103,6 +107,42 @@ func foldConstants(_ graph: inout Graph, registry: KernelRegistry) throws {
         }
     }
     graph.nodes = kept
+}
+
+/// Replaces `Shape(x)` by a constant when x's inferred dimensions are all fixed, and `Gather(Shape(x), i)`
+/// when the gathered dimensions are (a symbolic batch dimension elsewhere does not block it). Returns true if
+/// anything changed.
+func foldStaticShapes(_ graph: inout Graph, facts: [String: ValueType]) -> Bool {
+    var changed = false
+    var shapeOf: [String: [Dimension]] = [:]
+    var kept: [Node] = []
+    for node in graph.nodes {
+        if node.domain.isEmpty, node.opType == "Shape", let dims = facts[node.inputs[0]]?.tensorShape {
+            let rank = dims.count
+            var start = 0, end = rank
+            if case .int(let value)? = node.attributes["start"] { start = value }
+            if case .int(let value)? = node.attributes["end"] { end = value }
+            let lower = min(max(start < 0 ? start + rank : start, 0), rank), upper = min(max(end < 0 ? end + rank : end, 0), rank)
+            let selected = lower < upper ? Array(dims[lower..<upper]) : []
+            if selected.allSatisfy({ $0.value != nil }) {
+                graph.initializers[node.outputs[0]] = Tensor(shape: [selected.count], scalars: selected.map { Int64($0.value!) })
+                changed = true
+                continue
+            }
+            shapeOf[node.outputs[0]] = selected
+        } else if node.domain.isEmpty, node.opType == "Gather", let dims = shapeOf[node.inputs[0]],
+                  let indexTensor = graph.initializers[node.inputs[1]], let indices = try? indexTensor.int64s() {
+            let picked = indices.map { Int($0) < 0 ? Int($0) + dims.count : Int($0) }
+            if picked.allSatisfy({ $0 >= 0 && $0 < dims.count && dims[$0].value != nil }) {
+                graph.initializers[node.outputs[0]] = Tensor(shape: indexTensor.shape, scalars: picked.map { Int64(dims[$0].value!) })
+                changed = true
+                continue
+            }
+        }
+        kept.append(node)
+    }
+    graph.nodes = kept
+    return changed
 }
 
 /// Conv followed by inference BatchNormalization becomes one Conv with rescaled weights and a bias.

@@ -23,6 +23,10 @@ public final class Session: Sendable {
     public let options: SessionOptions
     /// The graph after optimization (what actually runs).
     public let optimizedGraph: Graph
+    /// Inferred type of every value of the optimized graph (symbolic dimensions kept by name).
+    public let valueTypes: [String: ValueType]
+    /// The graph outputs with their declared types refined by inference (e.g. a shape the model left out).
+    public var outputTypes: [ValueInfo] { outputs.map { ValueInfo(name: $0.name, type: valueTypes[$0.name] ?? $0.type) } }
     let plan: ExecutionPlan
     private let idlePools = Mutex<[BufferPool]>([])
 
@@ -35,6 +39,7 @@ public final class Session: Sendable {
         self.outputs = graph.outputs
         self.options = options
         self.optimizedGraph = optimized
+        self.valueTypes = ShapeInference.infer(optimized)
         self.plan = try ExecutionPlan(graph: optimized, registry: registry, threads: options.intraOpThreads)
     }
 
