@@ -49,6 +49,9 @@ public enum NPYFormat {
             throw FormatError("Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
         }
         let normalized = descr.replacingOccurrences(of: "=", with: "<")
+        if normalized.hasPrefix("<U"), let width = Int(normalized.dropFirst(2)) {
+            return try decodeUnicode(data.dropFirst(headerStart + headerLength), width: width, header: header)
+        }
         guard let dtype = DType.allCases.first(where: { descriptor($0) == normalized || descriptor($0)?.replacingOccurrences(of: "|", with: "<") == normalized }) else {
             throw FormatError("unsupported npy dtype \(descr)")
         }
@@ -65,6 +68,29 @@ public enum NPYFormat {
             }
         }
         return tensor
+    }
+
+    /// numpy's fixed-width unicode arrays (`<U8`): UTF-32LE code points, zero-padded to `width` per element.
+    private static func decodeUnicode(_ payload: Data, width: Int, header: String) throws -> Tensor {
+        guard let shapeText = field("shape", in: header) else { throw FormatError("npy header has no shape") }
+        let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
+            .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let count = shape.reduce(1, *)
+        let bytes = [UInt8](payload)
+        guard bytes.count >= count * width * 4 else { throw FormatError("npy string data is truncated") }
+        var strings: [String] = []
+        strings.reserveCapacity(count)
+        for index in 0..<count {
+            var scalars = String.UnicodeScalarView()
+            for position in 0..<width {
+                let offset = (index * width + position) * 4
+                let code = UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24
+                if code == 0 { break }
+                if let scalar = Unicode.Scalar(code) { scalars.append(scalar) }
+            }
+            strings.append(String(scalars))
+        }
+        return Tensor(shape: shape, strings: strings)
     }
 
     public static func encode(_ tensor: Tensor) throws -> Data {
