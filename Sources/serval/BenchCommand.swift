@@ -38,14 +38,9 @@ struct BenchCommand: ParsableCommand {
         let session = try Session(graph: onnx.graph, options: SessionOptions(intraOpThreads: threads))
         var feedSets: [(Int, [String: Value])] = []
         if !input.isEmpty {
-            var feeds: [String: Value] = [:]
-            var rows = 1
-            for argument in input {
-                guard let equals = argument.firstIndex(of: "=") else { throw ValidationError("--input takes NAME=PATH") }
-                let tensor = try TensorFiles.read(String(argument[argument.index(after: equals)...]))
-                rows = tensor.shape.first ?? 1
-                feeds[String(argument[..<equals])] = .tensor(tensor)
-            }
+            let tensors = try TensorFiles.inputs(input)
+            let rows = tensors.values.first?.shape.first ?? 1
+            let feeds = tensors.mapValues { Value.tensor($0) }
             feedSets.append((rows, feeds))
         } else {
             let sizes = batch.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }

@@ -24,12 +24,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let onnx = try ONNXModel(contentsOf: URL(fileURLWithPath: model))
         let session = try Session(graph: onnx.graph, options: SessionOptions(intraOpThreads: threads))
-        var feeds: [String: Value] = [:]
-        for argument in input {
-            guard let equals = argument.firstIndex(of: "=") else { throw ValidationError("--input takes NAME=PATH, got '\(argument)'") }
-            let name = String(argument[..<equals]), path = String(argument[argument.index(after: equals)...])
-            feeds[name] = .tensor(try TensorFiles.read(path))
-        }
+        let feeds = try TensorFiles.inputs(input).mapValues { Value.tensor($0) }
         let results = try session.run(feeds)
         let ordered = onnx.graph.outputs.compactMap { output in results[output.name].map { (output.name, $0) } }
         if let outputDir {

@@ -8,6 +8,18 @@ enum TensorFiles {
         let description: String
     }
 
+    /// Reads `--input NAME=PATH` arguments into named tensors.
+    static func inputs(_ arguments: [String]) throws -> [String: Tensor] {
+        var tensors: [String: Tensor] = [:]
+        for argument in arguments {
+            guard let equals = argument.firstIndex(of: "="), equals != argument.startIndex else {
+                throw InputError(description: "--input takes NAME=PATH, got '\(argument)'")
+            }
+            tensors[String(argument[..<equals])] = try read(String(argument[argument.index(after: equals)...]))
+        }
+        return tensors
+    }
+
     static func read(_ path: String) throws -> Tensor {
         guard let data = FileManager.default.contents(atPath: path) else { throw InputError(description: "cannot read \(path)") }
         switch URL(fileURLWithPath: path).pathExtension.lowercased() {

@@ -318,23 +318,9 @@ struct ConvTransposeKernel: Kernel {
         }
         let taps = kernel.reduce(1, *)
         let inPositions = spatial.reduce(1, *), outPositions = outSize.reduce(1, *)
-        // Scatter geometry: input position p at tap k lands on output coordinate p*stride - pad + k*dilation.
-        let outStrides = Shape.strides(outSize), kernelStrides = Shape.strides(kernel), inStrides = Shape.strides(spatial)
-        var scatter = [Int32](repeating: -1, count: taps * inPositions)
-        for tap in 0..<taps {
-            for position in 0..<inPositions {
-                var offset = 0
-                var valid = true
-                for axis in 0..<rank {
-                    let k = (tap / kernelStrides[axis]) % kernel[axis]
-                    let p = (position / inStrides[axis]) % spatial[axis]
-                    let coordinate = p * strides[axis] - begin[axis] + k * dilations[axis]
-                    if coordinate < 0 || coordinate >= outSize[axis] { valid = false; break }
-                    offset += coordinate * outStrides[axis]
-                }
-                if valid { scatter[tap * inPositions + position] = Int32(offset) }
-            }
-        }
+        // Input position p at tap k lands on output coordinate p·stride − pad + k·dilation.
+        let scatter = SpatialGeometry.tapOffsets(positions: spatial, kernel: kernel, strides: strides, dilations: dilations,
+                                                 padBegin: begin, target: outSize)
         var out = Tensor(zeros: .float32, shape: [batch, filters] + outSize)
         var columns = context.allocate(.float32, [groupFilters * taps, inPositions])
         x.withUnsafeBufferPointer(as: Float.self) { px in

@@ -64,40 +64,31 @@ struct SpatialGeometry {
     var outputCount: Int { outputSize.reduce(1, *) }
     var inputCount: Int { inputSize.reduce(1, *) }
 
-    /// For each axis, `table[axis][k * out + o]` = input coordinate read by output `o` at kernel tap `k`, or -1 in padding.
-    func coordinateTables() -> [[Int]] {
-        (0..<rank).map { axis in
-            var table = Array(repeating: -1, count: kernel[axis] * outputSize[axis])
-            for k in 0..<kernel[axis] {
-                for o in 0..<outputSize[axis] {
-                    let coordinate = o * strides[axis] - padBegin[axis] + k * dilations[axis]
-                    if coordinate >= 0 && coordinate < inputSize[axis] { table[k * outputSize[axis] + o] = coordinate }
-                }
-            }
-            return table
-        }
-    }
-
     /// For every (kernel tap, output position) pair, the flat input offset or -1 (padding); row-major over both.
     func gatherOffsets() -> [Int32] {
-        let tables = coordinateTables()
-        let inputStrides = Shape.strides(inputSize)
-        let taps = kernelCount, positions = outputCount
-        var offsets = [Int32](repeating: -1, count: taps * positions)
-        let kernelStrides = Shape.strides(kernel)
-        let outputStrides = Shape.strides(outputSize)
+        Self.tapOffsets(positions: outputSize, kernel: kernel, strides: strides, dilations: dilations, padBegin: padBegin, target: inputSize)
+    }
+
+    /// For every (kernel tap, position) pair, the flat offset into `target` of coordinate
+    /// `position·stride − padBegin + tap·dilation` per axis, or -1 when it falls outside `target`.
+    /// Conv reads the input this way (positions = output); ConvTranspose scatters into its output (positions = input).
+    static func tapOffsets(positions: [Int], kernel: [Int], strides: [Int], dilations: [Int], padBegin: [Int], target: [Int]) -> [Int32] {
+        let rank = positions.count
+        let taps = kernel.reduce(1, *), count = positions.reduce(1, *)
+        let targetStrides = Shape.strides(target), kernelStrides = Shape.strides(kernel), positionStrides = Shape.strides(positions)
+        var offsets = [Int32](repeating: -1, count: taps * count)
         for tap in 0..<taps {
-            for position in 0..<positions {
+            for position in 0..<count {
                 var offset = 0
                 var valid = true
                 for axis in 0..<rank {
                     let k = (tap / kernelStrides[axis]) % kernel[axis]
-                    let o = (position / outputStrides[axis]) % outputSize[axis]
-                    let coordinate = tables[axis][k * outputSize[axis] + o]
-                    if coordinate < 0 { valid = false; break }
-                    offset += coordinate * inputStrides[axis]
+                    let p = (position / positionStrides[axis]) % positions[axis]
+                    let coordinate = p * strides[axis] - padBegin[axis] + k * dilations[axis]
+                    if coordinate < 0 || coordinate >= target[axis] { valid = false; break }
+                    offset += coordinate * targetStrides[axis]
                 }
-                if valid { offsets[tap * positions + position] = Int32(offset) }
+                if valid { offsets[tap * count + position] = Int32(offset) }
             }
         }
         return offsets
