@@ -24,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -33,16 +37,33 @@ let package = Package(
             name: "ServalONNX",
             dependencies: ["ServalEngine", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        .target(
+            name: "ServalServing",
+            dependencies: ["ServalEngine", "ServalONNX", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "ServalHTTP",
+            dependencies: [
+                "ServalServing",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "serval",
             dependencies: [
                 "ServalONNX",
                 "ServalEngine",
+                "ServalServing",
+                "ServalHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
+        .testTarget(name: "ServalHTTPTests", dependencies: ["ServalHTTP", "ServalServing"]),
         .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine"]),
         .testTarget(
             name: "ServalONNXTests",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system libraries Serval builds against (Debian). Safe to run repeatedly.
 set -euo pipefail
-packages=(libopenblas-dev pkg-config)
+packages=(libopenblas-dev pkg-config curl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

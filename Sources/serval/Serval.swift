@@ -1,10 +1,10 @@
 import ArgumentParser
 
-/// The `serval` command line: inspect, run, benchmark and check ONNX models.
+/// The `serval` command line: serve models, and inspect, run, benchmark and check ONNX models.
 @main
-struct Serval: ParsableCommand {
+struct Serval: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serval: ONNX model serving on CPU.",
-        subcommands: [InspectCommand.self, RunCommand.self, BenchCommand.self, ConformanceCommand.self]
+        subcommands: [ServeCommand.self, InspectCommand.self, RunCommand.self, BenchCommand.self, ConformanceCommand.self]
     )
 }

@@ -1,0 +1,50 @@
+import Hummingbird
+import ServalServing
+
+/// The one place where errors become HTTP answers: always `{"error": "..."}`, status by error kind
+/// (the KServe/Triton and TF Serving conventions agree on these).
+enum ErrorResponses {
+    static func status(_ kind: ServingError.Kind) -> HTTPResponse.Status {
+        switch kind {
+        case .invalidArgument, .unsupported: return .badRequest
+        case .notFound: return .notFound
+        case .unavailable, .resourceExhausted: return .serviceUnavailable
+        case .payloadTooLarge: return .contentTooLarge
+        case .deadlineExceeded: return .gatewayTimeout
+        case .internalError: return .internalServerError
+        }
+    }
+
+    static func response(_ error: Error) -> Response {
+        if let serving = error as? ServingError { return json(status(serving.kind), message: serving.message) }
+        if let syntax = error as? JSONSyntaxError { return json(.badRequest, message: syntax.description) }
+        if let http = error as? HTTPError { return json(http.status, message: http.body ?? http.status.reasonPhrase) }
+        if let http = error as? any HTTPResponseError { return json(http.status, message: "\(error)") }
+        return json(.internalServerError, message: "internal error: \(error)")
+    }
+
+    static func json(_ status: HTTPResponse.Status, message: String) -> Response {
+        var writer = JSONWriter()
+        writer.raw("{\"error\":")
+        writer.string(message)
+        writer.raw("}")
+        return Response.json(writer.text, status: status)
+    }
+}
+
+extension Response {
+    static func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// Turns every error a route (or the router itself) throws into the JSON error body.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            return ErrorResponses.response(error)
+        }
+    }
+}

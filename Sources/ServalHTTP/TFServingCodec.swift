@@ -1,0 +1,121 @@
+import ServalServing
+import ServalTensor
+
+/// TensorFlow Serving REST `:predict`: row (`instances`) and columnar (`inputs`) forms.
+enum TFServingCodec {
+    enum Format { case row, columnar }
+
+    static func decodeRequest(_ body: JSONValue, model: ServedModel) throws -> (InferenceRequest, Format) {
+        guard body.object != nil else { throw ServingError.invalidArgument("request body must be a JSON object") }
+        let instances = body["instances"], inputs = body["inputs"]
+        if instances != nil && inputs != nil { throw ServingError.invalidArgument("use either 'instances' or 'inputs', not both") }
+        if let instances {
+            guard let rows = instances.array else { throw ServingError.invalidArgument("'instances' must be a list") }
+            return (InferenceRequest(inputs: try decodeRows(rows, model: model)), .row)
+        }
+        guard let inputs else { throw ServingError.invalidArgument("request needs 'instances' (row format) or 'inputs' (columnar format)") }
+        if let named = inputs.object, model.inputs.count > 1 || named[model.inputs.first?.name ?? ""] != nil, named["b64"] == nil {
+            var tensors: [String: Tensor] = [:]
+            for (name, value) in named { tensors[name] = try tensor(value, input: name, model: model) }
+            return (InferenceRequest(inputs: tensors), .columnar)
+        }
+        guard model.inputs.count == 1 else { throw ServingError.invalidArgument("model has \(model.inputs.count) inputs: 'inputs' must map each name to a tensor") }
+        return (InferenceRequest(inputs: [model.inputs[0].name: try tensor(inputs, input: model.inputs[0].name, model: model)]), .columnar)
+    }
+
+    private static func decodeRows(_ rows: [JSONValue], model: ServedModel) throws -> [String: Tensor] {
+        if let first = rows.first, first.object != nil, first["b64"] == nil {
+            var columns: [String: [JSONValue]] = [:]
+            for (index, row) in rows.enumerated() {
+                guard let members = row.object else { throw ServingError.invalidArgument("instances[\(index)] must be an object like the first one") }
+                for (name, value) in members { columns[name, default: []].append(value) }
+            }
+            var tensors: [String: Tensor] = [:]
+            for (name, values) in columns {
+                guard values.count == rows.count else { throw ServingError.invalidArgument("input '\(name)' is missing from some instances") }
+                tensors[name] = try tensor(.array(values), input: name, model: model)
+            }
+            return tensors
+        }
+        guard model.inputs.count == 1 else {
+            throw ServingError.invalidArgument("model has \(model.inputs.count) inputs: each instance must be an object naming them")
+        }
+        return [model.inputs[0].name: try tensor(.array(rows), input: model.inputs[0].name, model: model)]
+    }
+
+    private static func tensor(_ value: JSONValue, input: String, model: ServedModel) throws -> Tensor {
+        guard let spec = model.inputs.first(where: { $0.name == input }) else {
+            throw ServingError.invalidArgument("unexpected input '\(input)'; inputs are \(model.inputs.map { "'\($0.name)'" }.joined(separator: ", "))")
+        }
+        guard let dtype = DType(kserveName: spec.datatype) else { throw ServingError.invalidArgument("input '\(input)' has an unsupported type") }
+        guard let shape = TensorJSON.shape(of: value) else { throw ServingError.invalidArgument("input '\(input)': rows have different lengths") }
+        return try TensorJSON.tensor(value, shape: shape, dtype: dtype, what: "input '\(input)'")
+    }
+
+    static func encodeResponse(_ response: InferenceResponse, format: Format) -> String {
+        var json = JSONWriter(capacity: 256)
+        switch format {
+        case .columnar:
+            json.raw("{\"outputs\":")
+            if response.outputs.count == 1 {
+                value(response.outputs[0].value, into: &json)
+            } else {
+                json.raw("{")
+                for (index, output) in response.outputs.enumerated() {
+                    if index > 0 { json.raw(",") }
+                    json.string(output.name)
+                    json.raw(":")
+                    value(output.value, into: &json)
+                }
+                json.raw("}")
+            }
+        case .row:
+            json.raw("{\"predictions\":[")
+            let rows = response.outputs.map(rowCount).min() ?? 0
+            for row in 0..<rows {
+                if row > 0 { json.raw(",") }
+                if response.outputs.count == 1 {
+                    rowValue(response.outputs[0].value, row: row, into: &json)
+                } else {
+                    json.raw("{")
+                    for (index, output) in response.outputs.enumerated() {
+                        if index > 0 { json.raw(",") }
+                        json.string(output.name)
+                        json.raw(":")
+                        rowValue(output.value, row: row, into: &json)
+                    }
+                    json.raw("}")
+                }
+            }
+            json.raw("]")
+        }
+        json.raw("}")
+        return json.text
+    }
+
+    private static func rowCount(_ output: (name: String, value: Value)) -> Int {
+        switch output.value {
+        case .tensor(let tensor): return tensor.shape.first ?? 1
+        case .mapSequence(let maps): return maps.count
+        }
+    }
+
+    private static func value(_ value: Value, into json: inout JSONWriter) {
+        switch value {
+        case .tensor(let tensor): json.nested(tensor, dims: tensor.shape[...], offset: 0)
+        case .mapSequence(let maps):
+            json.raw("[")
+            json.maps(maps, rows: 0..<maps.count)
+            json.raw("]")
+        }
+    }
+
+    private static func rowValue(_ value: Value, row: Int, into json: inout JSONWriter) {
+        switch value {
+        case .tensor(let tensor):
+            let inner = tensor.shape.dropFirst()
+            json.nested(tensor, dims: inner, offset: row * inner.reduce(1, *))
+        case .mapSequence(let maps): json.maps(maps, rows: row..<(row + 1))
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import ServalServing
+import ServalTensor
+
+/// Turns JSON tensor contents (flat or nested arrays) into `Tensor`s of a given datatype.
+enum TensorJSON {
+    /// Shape of a nested JSON array ([] for a scalar); nil if the nesting is ragged.
+    static func shape(of value: JSONValue) -> [Int]? {
+        switch value {
+        case .numbers(let values): return [values.count]
+        case .array(let values):
+            guard let first = values.first else { return [0] }
+            guard let inner = shape(of: first) else { return nil }
+            for element in values.dropFirst() where shape(of: element) != inner { return nil }
+            return [values.count] + inner
+        case .object(let members) where members["b64"] != nil: return []
+        case .null: return nil
+        default: return []
+        }
+    }
+
+    /// Builds a tensor from flat or nested `data`; `what` names the input in error messages.
+    static func tensor(_ data: JSONValue, shape: [Int], dtype: DType, what: String) throws -> Tensor {
+        let count = shape.reduce(1, *)
+        switch dtype {
+        case .string:
+            var strings: [String] = []
+            strings.reserveCapacity(count)
+            try collectStrings(data, into: &strings, what: what)
+            try check(strings.count, count, shape, what)
+            return Tensor(shape: shape, strings: strings)
+        case .bool:
+            var flags: [Bool] = []
+            flags.reserveCapacity(count)
+            try collectBools(data, into: &flags, what: what)
+            try check(flags.count, count, shape, what)
+            return Tensor(shape: shape, scalars: flags)
+        default:
+            var numbers: [Double] = []
+            numbers.reserveCapacity(count)
+            try collectNumbers(data, into: &numbers, what: what)
+            try check(numbers.count, count, shape, what)
+            if dtype == .float32 {
+                var tensor = Tensor(uninitialized: .float32, shape: shape)
+                tensor.withUnsafeMutableBufferPointer(as: Float.self) { target in
+                    for i in 0..<count { target[i] = Float(numbers[i]) }
+                }
+                return tensor
+            }
+            return try Tensor(shape: shape, scalars: numbers).converted(to: dtype)
+        }
+    }
+
+    private static func check(_ actual: Int, _ expected: Int, _ shape: [Int], _ what: String) throws {
+        guard actual == expected else {
+            throw ServingError.invalidArgument("\(what): data has \(actual) elements, shape \(shape) needs \(expected)")
+        }
+    }
+
+    private static func collectNumbers(_ value: JSONValue, into numbers: inout [Double], what: String) throws {
+        switch value {
+        case .numbers(let values): numbers += values
+        case .number(let value): numbers.append(value)
+        case .bool(let flag): numbers.append(flag ? 1 : 0)
+        case .array(let values): for element in values { try collectNumbers(element, into: &numbers, what: what) }
+        default: throw ServingError.invalidArgument("\(what): data must hold numbers")
+        }
+    }
+
+    private static func collectBools(_ value: JSONValue, into flags: inout [Bool], what: String) throws {
+        switch value {
+        case .bool(let flag): flags.append(flag)
+        case .numbers(let values): flags += values.map { $0 != 0 }
+        case .number(let value): flags.append(value != 0)
+        case .array(let values): for element in values { try collectBools(element, into: &flags, what: what) }
+        default: throw ServingError.invalidArgument("\(what): data must hold booleans")
+        }
+    }
+
+    private static func collectStrings(_ value: JSONValue, into strings: inout [String], what: String) throws {
+        switch value {
+        case .string(let text): strings.append(text)
+        case .object(let members):
+            guard case .string(let encoded)? = members["b64"], let data = Data(base64Encoded: encoded) else {
+                throw ServingError.invalidArgument("\(what): expected a string or {\"b64\": ...}")
+            }
+            strings.append(String(decoding: data, as: UTF8.self))
+        case .array(let values): for element in values { try collectStrings(element, into: &strings, what: what) }
+        case .numbers(let values) where values.isEmpty: break
+        default: throw ServingError.invalidArgument("\(what): BYTES data must hold strings")
+        }
+    }
+}

@@ -1,0 +1,230 @@
+import Foundation
+import Logging
+
+/// Keeps the served models in step with the repository: loads the versions the policy asks for, warms them
+/// up, swaps them in, and unloads the ones no longer wanted, only once a replacement is ready.
+/// A version that fails to load is UNAVAILABLE with its reason; the rest keep serving.
+public actor ModelManager {
+    /// Triton's `--model-control-mode`.
+    public enum ControlMode: String, Sendable, CaseIterable {
+        /// Load everything at start-up, never change.
+        case none
+        /// Re-read the repository every `--repository-poll-secs`.
+        case poll
+        /// Only the load/unload API changes what is served.
+        case explicit
+    }
+
+    public enum VersionState: Sendable {
+        case loading
+        case ready(ServedModel)
+        case unavailable(String)
+
+        public var name: String {
+            switch self {
+            case .loading: return "LOADING"
+            case .ready: return "READY"
+            case .unavailable: return "UNAVAILABLE"
+            }
+        }
+    }
+
+    /// A row of the repository index (`/v2/repository/index`).
+    public struct IndexEntry: Sendable, Equatable {
+        public let name: String
+        public let version: String
+        public let state: String
+        public let reason: String
+    }
+
+    struct ModelRecord {
+        var versions: [Int: VersionState] = [:]
+        var fingerprints: [Int: String] = [:]
+        var configFingerprint = ""
+        var config = ModelConfig()
+        /// Why the model as a whole cannot load (bad config, no versions), if so.
+        var problem: String?
+    }
+
+    public let repository: ModelRepository
+    public let mode: ControlMode
+    private var records: [String: ModelRecord] = [:]
+    private let logger: Logger
+
+    public init(repository: ModelRepository, mode: ControlMode, logger: Logger = Logger(label: "serval.models")) {
+        self.repository = repository
+        self.mode = mode
+        self.logger = logger
+    }
+
+    /// Brings every model in the repository (or only `names`) to its aspired versions.
+    public func reconcile(only names: Set<String>? = nil) async throws {
+        let entries = try repository.scan()
+        let present = Set(entries.map(\.name))
+        for name in records.keys where !present.contains(name) && (names == nil || names!.contains(name)) {
+            logger.info("model removed from repository; unloading", metadata: ["model": "\(name)"])
+            records[name] = nil
+        }
+        for entry in entries where names == nil || names!.contains(entry.name) {
+            await reconcile(entry)
+        }
+    }
+
+    private func reconcile(_ entry: ModelRepository.Entry) async {
+        var record = records[entry.name] ?? ModelRecord()
+        let config: ModelConfig
+        switch entry.config {
+        case .failure(let error):
+            record.problem = error.message
+            records[entry.name] = record
+            logger.error("cannot read model config; previous versions keep serving", metadata: ["model": "\(entry.name)", "error": "\(error.message)"])
+            return
+        case .success(let parsed):
+            config = parsed
+        }
+        let configChanged = record.configFingerprint != entry.configFingerprint
+        let aspired = (config.versionPolicy ?? .latest(1)).select(from: Array(entry.versions.keys))
+        record.problem = aspired.isEmpty ? "no version folder (positive integer with model.onnx) matches the version policy" : nil
+        for version in aspired {
+            guard let file = entry.versions[version] else { continue }
+            let isLoaded: Bool
+            if case .ready? = record.versions[version] { isLoaded = true } else { isLoaded = false }
+            let unchanged = record.fingerprints[version] == file.fingerprint && !configChanged
+            if unchanged, isLoaded || record.versions[version] != nil { continue }
+            let previous = record.versions[version]
+            if !isLoaded { record.versions[version] = .loading }
+            records[entry.name] = record
+            let started = Date()
+            do {
+                let served = try await Self.load(name: entry.name, version: version, file: file.url, config: config)
+                record.versions[version] = .ready(served)
+                logger.info("model version ready", metadata: [
+                    "model": "\(entry.name)", "version": "\(version)",
+                    "load_seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
+                ])
+            } catch {
+                let reason = (error as? ServingError)?.message ?? "\(error)"
+                if case .ready? = previous {
+                    record.versions[version] = previous
+                    logger.error("reload failed; previous copy keeps serving", metadata: ["model": "\(entry.name)", "version": "\(version)", "error": "\(reason)"])
+                } else {
+                    record.versions[version] = .unavailable(reason)
+                    logger.error("model version failed to load", metadata: ["model": "\(entry.name)", "version": "\(version)", "error": "\(reason)"])
+                }
+            }
+            record.fingerprints[version] = file.fingerprint
+        }
+        // Unload what is no longer aspired, but never leave the model with nothing ready.
+        let readyAspired = aspired.contains { if case .ready? = record.versions[$0] { return true } else { return false } }
+        for version in record.versions.keys where !aspired.contains(version) {
+            let isReady: Bool
+            if case .ready? = record.versions[version] { isReady = true } else { isReady = false }
+            if readyAspired || !isReady || entry.versions[version] == nil {
+                record.versions[version] = nil
+                record.fingerprints[version] = nil
+                logger.info("model version unloaded", metadata: ["model": "\(entry.name)", "version": "\(version)"])
+            }
+        }
+        record.config = config
+        record.configFingerprint = entry.configFingerprint
+        records[entry.name] = record
+    }
+
+    /// Compiles and warms up a version off the actor, on a detached task.
+    private static func load(name: String, version: Int, file: URL, config: ModelConfig) async throws -> ServedModel {
+        try await Task.detached(priority: .utility) { try ServedModel(name: name, version: version, file: file, config: config) }.value
+    }
+
+    /// The version to serve for `version` (a number) or, when nil, the highest ready version.
+    public func resolve(_ name: String, version: String? = nil) throws -> ServedModel {
+        guard let record = records[name] else { throw ServingError.notFound("unknown model '\(name)'") }
+        if let version {
+            guard let number = Int(version), let state = record.versions[number] else {
+                throw ServingError.notFound("model '\(name)' has no version '\(version)'")
+            }
+            guard case .ready(let served) = state else {
+                throw ServingError.unavailable("model '\(name)' version \(version) is not ready (\(stateDescription(state)))")
+            }
+            return served
+        }
+        for number in record.versions.keys.sorted(by: >) {
+            if case .ready(let served)? = record.versions[number] { return served }
+        }
+        throw ServingError.unavailable("model '\(name)' has no ready version" + (record.problem.map { ": \($0)" } ?? reasons(record)))
+    }
+
+    /// The version a label (`version_labels` in config.yaml) points to.
+    public func resolve(_ name: String, label: String) throws -> ServedModel {
+        guard let record = records[name] else { throw ServingError.notFound("unknown model '\(name)'") }
+        guard let version = record.config.versionLabels?[label] else {
+            throw ServingError.notFound("model '\(name)' has no version label '\(label)'")
+        }
+        return try resolve(name, version: String(version))
+    }
+
+    private func stateDescription(_ state: VersionState) -> String {
+        if case .unavailable(let reason) = state { return reason }
+        return state.name
+    }
+
+    private func reasons(_ record: ModelRecord) -> String {
+        let failures = record.versions.values.compactMap { state -> String? in
+            if case .unavailable(let reason) = state { return reason }
+            return nil
+        }
+        return failures.isEmpty ? "" : ": " + failures.joined(separator: "; ")
+    }
+
+    /// Every model and version with its state (models that never loaded appear with version "").
+    public func index() -> [IndexEntry] {
+        var rows: [IndexEntry] = []
+        for name in records.keys.sorted() {
+            let record = records[name]!
+            if record.versions.isEmpty {
+                rows.append(IndexEntry(name: name, version: "", state: "UNAVAILABLE", reason: record.problem ?? "not loaded"))
+            }
+            for version in record.versions.keys.sorted() {
+                let state = record.versions[version]!
+                var reason = ""
+                if case .unavailable(let why) = state { reason = why }
+                rows.append(IndexEntry(name: name, version: String(version), state: state.name, reason: reason))
+            }
+        }
+        return rows
+    }
+
+    /// Names of models with at least one ready version.
+    public func readyModels() -> [String] {
+        records.keys.sorted().filter { name in
+            records[name]!.versions.values.contains { if case .ready = $0 { return true } else { return false } }
+        }
+    }
+
+    /// True when every model in the repository has a ready version.
+    public func allReady() -> Bool {
+        !records.isEmpty && readyModels().count == records.count
+    }
+
+    /// The ready versions of a model, highest first.
+    public func readyVersions(of name: String) -> [Int] {
+        guard let record = records[name] else { return [] }
+        return record.versions.keys.sorted(by: >).filter { if case .ready? = record.versions[$0] { return true } else { return false } }
+    }
+
+    /// Explicit mode: load (or reload) one model from the repository.
+    public func load(_ name: String) async throws {
+        guard mode == .explicit else { throw ServingError(.unsupported, "load/unload needs --model-control-mode explicit (this server uses '\(mode.rawValue)')") }
+        let entries = try repository.scan()
+        guard entries.contains(where: { $0.name == name }) else { throw ServingError.notFound("no model '\(name)' in the repository") }
+        try await reconcile(only: [name])
+        if case .failure(let error)? = entries.first(where: { $0.name == name })?.config { throw error }
+        _ = try resolve(name)
+    }
+
+    /// Explicit mode: stop serving a model; in-flight requests finish on the copy they hold.
+    public func unload(_ name: String) throws {
+        guard mode == .explicit else { throw ServingError(.unsupported, "load/unload needs --model-control-mode explicit (this server uses '\(mode.rawValue)')") }
+        guard records.removeValue(forKey: name) != nil else { throw ServingError.notFound("model '\(name)' is not loaded") }
+        logger.info("model unloaded", metadata: ["model": "\(name)"])
+    }
+}

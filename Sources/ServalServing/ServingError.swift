@@ -1,0 +1,34 @@
+/// Errors of the serving layer, by kind; each frontend maps the kind to its own status code in one place.
+public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Bad request content (HTTP 400, gRPC INVALID_ARGUMENT).
+        case invalidArgument
+        /// Unknown model, version or label (404 / NOT_FOUND).
+        case notFound
+        /// Model not ready, server draining (503 / UNAVAILABLE).
+        case unavailable
+        /// Queue full (503 / RESOURCE_EXHAUSTED), body too large (413).
+        case resourceExhausted
+        case payloadTooLarge
+        /// Request timed out in the queue (504 / DEADLINE_EXCEEDED).
+        case deadlineExceeded
+        /// Operation not allowed in this mode (e.g. load/unload without explicit control).
+        case unsupported
+        /// Our own bug (500 / INTERNAL).
+        case internalError
+    }
+
+    public let kind: Kind
+    public let message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    public static func invalidArgument(_ message: String) -> ServingError { ServingError(.invalidArgument, message) }
+    public static func notFound(_ message: String) -> ServingError { ServingError(.notFound, message) }
+    public static func unavailable(_ message: String) -> ServingError { ServingError(.unavailable, message) }
+}

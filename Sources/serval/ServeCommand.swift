@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServalHTTP
+import ServalServing
+import ServiceLifecycle
+
+/// `serval serve --model-repository DIR`: KServe v2 and TF Serving REST over a model repository.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Serve the models of a repository over HTTP (KServe v2 and TF Serving REST).")
+
+    @Option(name: .customLong("model-repository"), help: "Folder with <model>/[config.yaml] and <model>/<version>/model.onnx.")
+    var modelRepository: String
+
+    @Option(name: .customLong("http-port"), help: "HTTP port (0 picks a free one).")
+    var httpPort = 8000
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(name: .customLong("model-control-mode"), help: "none (load at start), poll (rescan the repository), explicit (load/unload API).")
+    var modelControlMode = "none"
+
+    @Option(name: .customLong("repository-poll-secs"), help: "Seconds between repository scans in poll mode.")
+    var repositoryPollSecs = 15
+
+    @Option(name: .customLong("load-model"), help: "In explicit mode, a model to load at start (repeatable).")
+    var loadModel: [String] = []
+
+    @Option(name: .customLong("exit-timeout-secs"), help: "On SIGTERM, how long in-flight requests may take before exit.")
+    var exitTimeoutSecs = 30
+
+    @Option(name: .customLong("http-max-input-size"), help: "Largest request body in bytes.")
+    var httpMaxInputSize = 64 * 1024 * 1024
+
+    @Option(name: .customLong("log-format"), help: "text or json.")
+    var logFormat = "text"
+
+    func validate() throws {
+        guard ModelManager.ControlMode(rawValue: modelControlMode) != nil else {
+            throw ValidationError("--model-control-mode must be none, poll or explicit")
+        }
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
+        guard repositoryPollSecs > 0, exitTimeoutSecs >= 0, httpMaxInputSize > 0 else {
+            throw ValidationError("--repository-poll-secs and --http-max-input-size must be positive")
+        }
+    }
+
+    func run() async throws {
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap { label -> any LogHandler in json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label) }
+        let logger = Logger(label: "serval")
+        let mode = ModelManager.ControlMode(rawValue: modelControlMode)!
+        let manager = ModelManager(repository: ModelRepository(root: URL(fileURLWithPath: modelRepository)), mode: mode, logger: logger)
+        if mode == .explicit {
+            for name in loadModel { try await manager.load(name) }
+        } else {
+            try await manager.reconcile()
+        }
+        let services: [any Service] = mode == .poll
+            ? [RepositoryPoller(manager: manager, interval: .seconds(repositoryPollSecs), logger: logger)] : []
+        let configuration = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
+        let app = HTTPServer.makeApplication(manager: manager, configuration: configuration, services: services, logger: logger) { port in
+            let models = await manager.readyModels()
+            logger.info("serving", metadata: ["http": "\(configuration.host):\(port)", "models": "\(models)"])
+        }
+        var groupConfiguration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(exitTimeoutSecs)
+        try await ServiceGroup(configuration: groupConfiguration).run()
+    }
+}
+
+/// One JSON object per log line (`--log-format json`), for log shippers.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var fields: [String: String] = ["level": event.level.rawValue, "message": event.message.description, "label": label,
+                                        "time": ISO8601DateFormatter().string(from: Date())]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { fields[key] = value.description }
+        if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
+            FileHandle.standardError.write(data + Data("\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+import ServalHTTP
+import ServalServing
+import ServiceLifecycle
+import Testing
+
+/// A real `serval` HTTP server on an ephemeral port, over a temporary copy of a model repository.
+struct TestServer {
+    let baseURL: URL
+    let manager: ModelManager
+    let repository: URL
+
+    /// A repository folder with the example models (iris, mlp) copied in.
+    static func makeRepository() throws -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("serval-repo-\(UUID().uuidString)")
+        let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("examples/models")
+        try FileManager.default.copyItem(at: examples, to: root)
+        return root
+    }
+
+    /// Starts the server, runs `body`, then shuts the server down gracefully.
+    static func with(
+        repository: URL? = nil, mode: ModelManager.ControlMode = .none, maxInputSize: Int = 64 * 1024 * 1024,
+        _ body: (TestServer) async throws -> Void
+    ) async throws {
+        let root = try repository ?? makeRepository()
+        let logger = Logger(label: "serval-test")
+        let manager = ModelManager(repository: ModelRepository(root: root), mode: mode, logger: logger)
+        if mode != .explicit { try await manager.reconcile() }
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let app = HTTPServer.makeApplication(
+            manager: manager, configuration: HTTPConfiguration(host: "127.0.0.1", port: 0, maxInputSize: maxInputSize), logger: logger
+        ) { port in continuation.yield(port) }
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let running = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw ServingError.unavailable("server did not start") }
+        do {
+            try await body(TestServer(baseURL: URL(string: "http://127.0.0.1:\(port)")!, manager: manager, repository: root))
+        } catch {
+            await group.triggerGracefulShutdown()
+            _ = try? await running.value
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+    }
+
+    struct Reply {
+        let status: Int
+        let body: Data
+        var text: String { String(decoding: body, as: UTF8.self) }
+        func json() throws -> Any { try JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) }
+        func object() throws -> [String: Any] { try #require(try json() as? [String: Any]) }
+    }
+
+    func get(_ path: String) async throws -> Reply { try await send("GET", path, body: nil) }
+
+    func post(_ path: String, _ body: String) async throws -> Reply { try await send("POST", path, body: Data(body.utf8)) }
+
+    func post(_ path: String, json: Any) async throws -> Reply {
+        try await send("POST", path, body: try JSONSerialization.data(withJSONObject: json))
+    }
+
+    func send(_ method: String, _ path: String, body: Data?, headers: [String: String] = [:]) async throws -> Reply {
+        var request = URLRequest(url: URL(string: path, relativeTo: baseURL)!)
+        request.httpMethod = method
+        request.httpBody = body
+        for (key, value) in headers { request.setValue(value, forHTTPHeaderField: key) }
+        return try await withCheckedThrowingContinuation { continuation in
+            URLSession.shared.dataTask(with: request) { data, response, error in
+                if let error { continuation.resume(throwing: error); return }
+                continuation.resume(returning: Reply(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data()))
+            }.resume()
+        }
+    }
+}
