@@ -63,6 +63,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
+        .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalEngine", "ServalTensor"]),
         .testTarget(name: "ServalHTTPTests", dependencies: ["ServalHTTP", "ServalServing"]),
         .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine"]),
         .testTarget(

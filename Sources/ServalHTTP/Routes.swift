@@ -18,7 +18,7 @@ struct Routes: Sendable {
             return Response.json("{\"ready\":\(ready)}", status: ready ? .ok : .serviceUnavailable)
         }
         router.get("/v2") { _, _ in
-            Response.json("{\"name\":\"serval\",\"version\":\"\(configuration.serverVersion)\",\"extensions\":[\"model_repository\",\"model_configuration\"]}")
+            Response.json("{\"name\":\"serval\",\"version\":\"\(configuration.serverVersion)\",\"extensions\":[\"model_repository\",\"model_configuration\",\"statistics\"]}")
         }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context in
@@ -42,11 +42,16 @@ struct Routes: Sendable {
                 let response = try await model.infer(inference)
                 return Response.json(KServeCodec.encodeResponse(response))
             }
+            router.get(RouterPath(prefix + "/stats")) { _, context in
+                let model = try await resolve(context)
+                return Response.json(StatisticsJSON.encode([model]))
+            }
             router.get(RouterPath(prefix + "/config")) { _, context in
                 let model = try await resolve(context)
                 return Response.json(try configJSON(model))
             }
         }
+        router.get("/v2/models/stats") { _, _ in Response.json(StatisticsJSON.encode(await manager.readyModels(named: nil))) }
         router.post("/v2/repository/index") { request, _ in
             let body = try await collect(request)
             let readyOnly = body.readableBytes > 0 ? try body.withUnsafeReadableBytes { try JSONParser.parse($0) }["ready"].flatMap {

@@ -22,6 +22,13 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         public var maxQueueSize: Int?
         public var queueTimeoutUs: Int?
 
+        public init(maxQueueDelayUs: Int? = nil, preferredBatchSizes: [Int]? = nil, maxQueueSize: Int? = nil, queueTimeoutUs: Int? = nil) {
+            self.maxQueueDelayUs = maxQueueDelayUs
+            self.preferredBatchSizes = preferredBatchSizes
+            self.maxQueueSize = maxQueueSize
+            self.queueTimeoutUs = queueTimeoutUs
+        }
+
         enum CodingKeys: String, CodingKey {
             case maxQueueDelayUs = "max_queue_delay_us", preferredBatchSizes = "preferred_batch_sizes"
             case maxQueueSize = "max_queue_size", queueTimeoutUs = "queue_timeout_us"

@@ -193,6 +193,16 @@ public actor ModelManager {
         return rows
     }
 
+    /// Every ready version of every model (or of `name`), for statistics and metrics.
+    public func readyModels(named name: String? = nil) -> [ServedModel] {
+        records.keys.sorted().filter { name == nil || $0 == name }.flatMap { key in
+            records[key]!.versions.keys.sorted().compactMap { version -> ServedModel? in
+                if case .ready(let served)? = records[key]!.versions[version] { return served }
+                return nil
+            }
+        }
+    }
+
     /// Names of models with at least one ready version.
     public func readyModels() -> [String] {
         records.keys.sorted().filter { name in

@@ -16,14 +16,13 @@ public final class ServedModel: Sendable {
     /// Bytes held by the model's weights.
     public let weightBytes: Int
     public let platform = "onnx_onnxv1"
+    /// Requests, rows, batches and durations for the statistics extension and metrics.
+    public let statistics = ModelStatistics()
     let session: Session
-    let instances: InstancePool
-
-    /// Compute runs here, never on the HTTP event loops.
-    private static let computeQueue = DispatchQueue(label: "serval.compute", qos: .userInitiated, attributes: .concurrent)
+    let batcher: DynamicBatcher
 
     /// Loads and compiles `file`, then warms it up (unless the config says not to).
-    public init(name: String, version: Int, file: URL, config: ModelConfig) throws {
+    public init(name: String, version: Int, file: URL, config: ModelConfig, executor: (any BatchExecutor)? = nil) throws {
         let model: ONNXModel
         do { model = try ONNXModel(contentsOf: file) } catch { throw ServingError.unavailable("\(name) version \(version): \(error)") }
         let threads = max(1, config.threadsPerInstance ?? 1)
@@ -39,7 +38,12 @@ public final class ServedModel: Sendable {
         var effective = config
         effective.inputs = config.inputs ?? declaredInputs
         effective.outputs = config.outputs ?? declaredOutputs
-        effective.maxBatchSize = config.maxBatchSize ?? 0
+        // Batching merges requests along dimension 0, so every input and output must have a variable first dimension.
+        let batchable = !declaredInputs.isEmpty && (declaredInputs + declaredOutputs).allSatisfy { $0.shape.first == -1 }
+        if let requested = config.maxBatchSize, requested > 0, !batchable {
+            throw ServingError.unavailable("\(name) version \(version): max_batch_size \(requested) needs every input and output to have a variable first dimension")
+        }
+        effective.maxBatchSize = config.maxBatchSize ?? (batchable ? 64 : 0)
         effective.instanceCount = max(1, config.instanceCount ?? 1)
         effective.threadsPerInstance = threads
         effective.versionPolicy = config.versionPolicy ?? .latest(1)
@@ -48,8 +52,17 @@ public final class ServedModel: Sendable {
         self.inputs = declaredInputs
         self.outputs = declaredOutputs
         self.weightBytes = model.graph.initializers.values.reduce(0) { $0 + $1.byteCount }
-        self.instances = InstancePool(instances: effective.instanceCount!, maxQueue: effective.dynamicBatching?.maxQueueSize ?? 0)
-        if effective.warmup == true { try warmUp() }
+        let batching = effective.dynamicBatching
+        let settings = DynamicBatcher.Settings(
+            maxBatchSize: effective.maxBatchSize!, preferredBatchSizes: batching?.preferredBatchSizes ?? [],
+            maxQueueDelay: .microseconds(batching?.maxQueueDelayUs ?? 0), maxQueueSize: batching?.maxQueueSize ?? 0,
+            defaultTimeout: batching?.queueTimeoutUs.map { .microseconds($0) }, instances: effective.instanceCount!)
+        self.batcher = DynamicBatcher(model: name, settings: settings, executor: executor ?? SessionExecutor(session: session), statistics: statistics)
+        if effective.warmup == true {
+            // Every batch size that matters for memory and kernels: 1, the preferred sizes, and the largest.
+            let sizes = Set([1, effective.maxBatchSize!] + (batching?.preferredBatchSizes ?? [])).filter { $0 > 0 }.sorted()
+            for rows in sizes { try warmUp(rows: rows) }
+        }
     }
 
     static func metadata(_ info: ValueInfo) -> TensorMetadata {
@@ -63,12 +76,13 @@ public final class ServedModel: Sendable {
         }
     }
 
-    /// One run with zero inputs (variable dimensions set to 1), so the first real request does not pay for it.
-    private func warmUp() throws {
+    /// One run with zero inputs of `rows` rows (other variable dimensions 1), so real requests do not pay for it.
+    private func warmUp(rows: Int) throws {
         var feeds: [String: Value] = [:]
         for input in inputs {
             guard let dtype = DType(kserveName: input.datatype) else { continue }
-            feeds[input.name] = .tensor(Tensor(zeros: dtype, shape: input.shape.map { $0 < 0 ? 1 : $0 }))
+            let shape = input.shape.enumerated().map { $0.element >= 0 ? $0.element : ($0.offset == 0 ? rows : 1) }
+            feeds[input.name] = .tensor(Tensor(zeros: dtype, shape: shape))
         }
         do { _ = try session.run(feeds) } catch {
             throw ServingError.unavailable("\(name) version \(version): warm-up failed: \(error)")
@@ -97,23 +111,24 @@ public final class ServedModel: Sendable {
         }
     }
 
-    /// Validates, waits for a free instance, runs the model off the event loop and selects the requested outputs.
+    /// Validates, queues the request for the batcher, and selects the requested outputs of its rows.
+    /// A `timeout` parameter (microseconds, as in Triton) bounds the time spent waiting in the queue.
     public func infer(_ request: InferenceRequest) async throws -> InferenceResponse {
         try validate(request)
-        try await instances.acquire(model: name)
+        var timeout: Duration?
+        switch request.parameters["timeout"] {
+        case .int(let micros)?: timeout = .microseconds(micros)
+        case .double(let micros)?: timeout = .microseconds(Int64(micros))
+        default: break
+        }
         let results: [String: Value]
         do {
-            let feeds = request.inputs.mapValues { Value.tensor($0) }
-            let session = self.session
-            results = try await withCheckedThrowingContinuation { continuation in
-                ServedModel.computeQueue.async {
-                    continuation.resume(with: Result { try session.run(feeds) })
-                }
-            }
-            await instances.release()
+            results = try await batcher.submit(request.inputs, timeout: timeout)
+        } catch let error as ServingError {
+            throw error
+        } catch let error as EngineError {
+            throw ServingError.invalidArgument("model '\(name)': \(error)")
         } catch {
-            await instances.release()
-            if let engineError = error as? EngineError { throw ServingError.invalidArgument("model '\(name)': \(engineError)") }
             throw ServingError(.internalError, "model '\(name)': \(error)")
         }
         let names = request.requestedOutputs ?? outputs.map(\.name)
@@ -122,6 +137,19 @@ public final class ServedModel: Sendable {
             outputs: names.compactMap { output in results[output].map { (output, $0) } })
     }
 
-    /// Requests admitted and not yet finished (running or queued).
-    public var pendingRequests: Int { get async { await instances.pending } }
+    /// Requests admitted and not yet finished (queued or running).
+    public var pendingRequests: Int { get async { await batcher.pending } }
+}
+
+/// Runs batches on the model's session, on a concurrent queue of its own: never on the HTTP event loops.
+struct SessionExecutor: BatchExecutor {
+    let session: Session
+    private static let computeQueue = DispatchQueue(label: "serval.compute", qos: .userInitiated, attributes: .concurrent)
+
+    func execute(_ feeds: [String: Value]) async throws -> [String: Value] {
+        let session = self.session
+        return try await withCheckedThrowingContinuation { continuation in
+            SessionExecutor.computeQueue.async { continuation.resume(with: Result { try session.run(feeds) }) }
+        }
+    }
 }

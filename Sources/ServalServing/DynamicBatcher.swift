@@ -1,0 +1,214 @@
+import Foundation
+import ServalTensor
+
+/// Runs one (merged) batch. `ServedModel` runs its session; tests inject executors they can hold and release.
+public protocol BatchExecutor: Sendable {
+    func execute(_ feeds: [String: Value]) async throws -> [String: Value]
+}
+
+/// Triton-style dynamic batching for one model version: requests queue, batches form by *rows* (dimension 0)
+/// up to `max_batch_size`, are dispatched to a free instance when full, at a preferred size, or once the oldest
+/// request has waited `max_queue_delay_us` (default 0: dispatch whatever is queued the moment an instance is
+/// free, so batches grow only under load). Requests whose non-batch dimensions differ are never merged.
+actor DynamicBatcher {
+    struct Settings: Sendable {
+        /// Rows per batch; 0 runs every request on its own.
+        var maxBatchSize: Int
+        var preferredBatchSizes: [Int]
+        var maxQueueDelay: Duration
+        /// Waiting requests allowed before new ones are refused (0 = unbounded).
+        var maxQueueSize: Int
+        var defaultTimeout: Duration?
+        var instances: Int
+    }
+
+    private final class Pending: Sendable {
+        let inputs: [String: Tensor]
+        let rows: Int
+        let signature: String
+        let enqueued: ContinuousClock.Instant
+        let deadline: ContinuousClock.Instant?
+        let continuation: CheckedContinuation<[String: Value], Error>
+
+        init(inputs: [String: Tensor], rows: Int, signature: String, enqueued: ContinuousClock.Instant,
+             deadline: ContinuousClock.Instant?, continuation: CheckedContinuation<[String: Value], Error>) {
+            self.inputs = inputs
+            self.rows = rows
+            self.signature = signature
+            self.enqueued = enqueued
+            self.deadline = deadline
+            self.continuation = continuation
+        }
+    }
+
+    let model: String
+    let settings: Settings
+    let executor: any BatchExecutor
+    let statistics: ModelStatistics
+    private var queue: [Pending] = []
+    private var busy = 0
+    private var timerArmed = false
+    private var uniqueSignature = 0
+
+    init(model: String, settings: Settings, executor: any BatchExecutor, statistics: ModelStatistics) {
+        self.model = model
+        self.settings = settings
+        self.executor = executor
+        self.statistics = statistics
+    }
+
+    /// Requests waiting plus requests running.
+    var pending: Int { queue.count + busy }
+
+    /// Queues a validated request and returns its outputs once its batch has run.
+    func submit(_ inputs: [String: Tensor], timeout: Duration?) async throws -> [String: Value] {
+        let now = ContinuousClock.now
+        if settings.maxQueueSize > 0 && queue.count >= settings.maxQueueSize {
+            statistics.recordRequest(success: false, totalNs: 0, queueNs: 0, failure: "rejected")
+            throw ServingError(.resourceExhausted, "model '\(model)' queue is full (max_queue_size \(settings.maxQueueSize)); retry later")
+        }
+        let rows: Int
+        let signature: String
+        if settings.maxBatchSize > 0 {
+            rows = inputs.values.first?.shape.first ?? 1
+            guard rows <= settings.maxBatchSize else {
+                throw ServingError.invalidArgument("batch of \(rows) rows exceeds max_batch_size \(settings.maxBatchSize) of model '\(model)'")
+            }
+            signature = inputs.keys.sorted().map { name in
+                let tensor = inputs[name]!
+                return "\(name):\(tensor.dtype):\(tensor.shape.dropFirst().map(String.init).joined(separator: "x"))"
+            }.joined(separator: ";")
+        } else {
+            rows = 1
+            uniqueSignature += 1
+            signature = "#\(uniqueSignature)"
+        }
+        let deadline = (timeout ?? settings.defaultTimeout).map { now + $0 }
+        return try await withCheckedThrowingContinuation { continuation in
+            queue.append(Pending(inputs: inputs, rows: rows, signature: signature, enqueued: now, deadline: deadline, continuation: continuation))
+            schedule()
+        }
+    }
+
+    /// Forms and dispatches batches while instances are free.
+    private func schedule() {
+        let now = ContinuousClock.now
+        failExpired(now)
+        while busy < settings.instances, let head = queue.first {
+            var picked: [Int] = []
+            var rows = 0
+            for (index, candidate) in queue.enumerated() where candidate.signature == head.signature {
+                if settings.maxBatchSize == 0 && !picked.isEmpty { break }
+                if rows + candidate.rows > max(settings.maxBatchSize, 1) && !picked.isEmpty { continue }
+                picked.append(index)
+                rows += candidate.rows
+                if rows >= settings.maxBatchSize { break }
+            }
+            let full = settings.maxBatchSize == 0 || rows >= settings.maxBatchSize
+            let preferred = settings.preferredBatchSizes.contains(rows) || (settings.preferredBatchSizes.max().map { rows >= $0 } ?? false)
+            let waited = now - head.enqueued >= settings.maxQueueDelay
+            guard full || preferred || waited else {
+                armTimer(at: head.enqueued + settings.maxQueueDelay)
+                return
+            }
+            let batch = picked.map { queue[$0] }
+            for index in picked.reversed() { queue.remove(at: index) }
+            dispatch(batch, rows: rows, now: now)
+        }
+    }
+
+    private func failExpired(_ now: ContinuousClock.Instant) {
+        queue.removeAll { request in
+            guard let deadline = request.deadline, deadline <= now else { return false }
+            statistics.recordRequest(success: false, totalNs: nanoseconds(now - request.enqueued), queueNs: 0, failure: "timeout")
+            request.continuation.resume(throwing: ServingError(.deadlineExceeded, "request to model '\(model)' timed out waiting in the queue"))
+            return true
+        }
+    }
+
+    private func armTimer(at instant: ContinuousClock.Instant) {
+        guard !timerArmed else { return }
+        timerArmed = true
+        Task {
+            try? await Task.sleep(until: instant, clock: .continuous)
+            self.timerFired()
+        }
+    }
+
+    private func timerFired() {
+        timerArmed = false
+        schedule()
+    }
+
+    private func dispatch(_ batch: [Pending], rows: Int, now: ContinuousClock.Instant) {
+        busy += 1
+        let executor = self.executor, statistics = self.statistics, model = self.model
+        Task.detached {
+            let started = ContinuousClock.now
+            let outcome: Result<[String: Value], Error>
+            let merged = Self.merge(batch)
+            let merging = ContinuousClock.now
+            do { outcome = .success(try await executor.execute(merged)) } catch { outcome = .failure(error) }
+            let computed = ContinuousClock.now
+            switch outcome {
+            case .success(let results):
+                let parts = Self.split(results, batch: batch, rows: rows, model: model)
+                let finished = ContinuousClock.now
+                statistics.recordBatch(size: rows, requests: batch.count, inputNs: nanoseconds(merging - started),
+                                       inferNs: nanoseconds(computed - merging), outputNs: nanoseconds(finished - computed),
+                                       nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
+                for (request, part) in zip(batch, parts) {
+                    statistics.recordRequest(success: part != nil, totalNs: nanoseconds(finished - request.enqueued),
+                                             queueNs: nanoseconds(started - request.enqueued))
+                    if let part { request.continuation.resume(returning: part) } else {
+                        request.continuation.resume(throwing: ServingError(.internalError, "model '\(model)' returned outputs that do not split by rows"))
+                    }
+                }
+            case .failure(let error):
+                for request in batch {
+                    statistics.recordRequest(success: false, totalNs: nanoseconds(computed - request.enqueued), queueNs: 0)
+                    request.continuation.resume(throwing: error)
+                }
+            }
+            await self.finished()
+        }
+    }
+
+    private func finished() {
+        busy -= 1
+        schedule()
+    }
+
+    private static func merge(_ batch: [Pending]) -> [String: Value] {
+        guard batch.count > 1 else { return batch[0].inputs.mapValues { .tensor($0) } }
+        var merged: [String: Value] = [:]
+        for name in batch[0].inputs.keys {
+            merged[name] = .tensor(Tensor.concatenatingRows(batch.map { $0.inputs[name]! }))
+        }
+        return merged
+    }
+
+    /// Each request's rows of every output; nil for a request when an output is not batch-major.
+    private static func split(_ results: [String: Value], batch: [Pending], rows: Int, model: String) -> [[String: Value]?] {
+        guard batch.count > 1 else { return [results] }
+        var parts = [[String: Value]?](repeating: [:], count: batch.count)
+        for (name, value) in results {
+            var start = 0
+            for (index, request) in batch.enumerated() {
+                let range = start..<(start + request.rows)
+                start += request.rows
+                switch value {
+                case .tensor(let tensor) where tensor.shape.first == rows: parts[index]?[name] = .tensor(tensor.rows(range))
+                case .mapSequence(let maps) where maps.count == rows: parts[index]?[name] = .mapSequence(maps.rows(range))
+                default: parts[index] = nil
+                }
+            }
+        }
+        return parts
+    }
+}
+
+func nanoseconds(_ duration: Duration) -> UInt64 {
+    let (seconds, attoseconds) = duration.components
+    return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+}
