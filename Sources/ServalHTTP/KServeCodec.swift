@@ -3,7 +3,56 @@ import ServalTensor
 
 /// KServe v2 / Open Inference Protocol JSON: request decoding and response encoding.
 enum KServeCodec {
-    static func decodeRequest(_ body: JSONValue) throws -> InferenceRequest {
+    /// Which outputs go back as raw bytes (Triton binary tensor extension).
+    enum BinaryOutputs: Sendable, Equatable {
+        case none
+        case all
+        case named(Set<String>)
+
+        func contains(_ name: String) -> Bool {
+            switch self {
+            case .none: return false
+            case .all: return true
+            case .named(let names): return names.contains(name)
+            }
+        }
+    }
+
+    /// Decodes a JSON request whose binary inputs (`binary_data_size`) follow the JSON in `binary`, in input order.
+    static func decodeRequest(_ body: JSONValue, binary: UnsafeRawBufferPointer? = nil) throws -> (InferenceRequest, BinaryOutputs) {
+        var cursor = 0
+        let request = try decodeRequest(body) { name, dtype, shape, size in
+            guard let binary else { throw ServingError.invalidArgument("input '\(name)' has binary_data_size but the request has no Inference-Header-Content-Length") }
+            guard size >= 0, cursor + size <= binary.count else {
+                throw ServingError.invalidArgument("input '\(name)': binary_data_size \(size) runs past the end of the body")
+            }
+            let bytes = UnsafeRawBufferPointer(rebasing: binary[cursor..<(cursor + size)])
+            cursor += size
+            return try BinaryTensor.decode(bytes, dtype: dtype, shape: shape, name: name)
+        }
+        if let binary, cursor != binary.count {
+            throw ServingError.invalidArgument("request has \(binary.count - cursor) bytes of binary data that no input claims")
+        }
+        var outputs = BinaryOutputs.none
+        if case .bool(true)? = body["parameters"]?["binary_data_output"] { outputs = .all }
+        if let requested = body["outputs"]?.array {
+            var named = Set<String>()
+            for output in requested {
+                guard let name = output["name"]?.string else { continue }
+                switch output["parameters"]?["binary_data"] {
+                case .bool(true)?: named.insert(name)
+                case .bool(false)?: continue
+                default: if outputs == .all { named.insert(name) }
+                }
+            }
+            outputs = named.isEmpty ? .none : .named(named)
+        }
+        return (request, outputs)
+    }
+
+    private static func decodeRequest(
+        _ body: JSONValue, binaryInput: (String, DType, [Int], Int) throws -> Tensor
+    ) throws -> InferenceRequest {
         guard body.object != nil else { throw ServingError.invalidArgument("request body must be a JSON object with 'inputs'") }
         guard let inputs = body["inputs"]?.array else { throw ServingError.invalidArgument("request has no 'inputs' array") }
         var tensors: [String: Tensor] = [:]
@@ -18,11 +67,13 @@ enum KServeCodec {
             guard shape.count == shapeValues.count, shape.allSatisfy({ $0 >= 0 }) else {
                 throw ServingError.invalidArgument("input '\(name)' shape must be a list of non-negative integers")
             }
-            if input["parameters"]?["binary_data_size"] != nil {
-                throw ServingError.invalidArgument("input '\(name)': binary tensor data is not supported yet; send JSON 'data'")
+            guard tensors[name] == nil else { throw ServingError.invalidArgument("input '\(name)' appears twice") }
+            if let size = input["parameters"]?["binary_data_size"] {
+                guard let bytes = size.int else { throw ServingError.invalidArgument("input '\(name)': binary_data_size must be an integer") }
+                tensors[name] = try binaryInput(name, dtype, shape, bytes)
+                continue
             }
             guard let data = input["data"] else { throw ServingError.invalidArgument("input '\(name)' has no 'data'") }
-            guard tensors[name] == nil else { throw ServingError.invalidArgument("input '\(name)' appears twice") }
             tensors[name] = try TensorJSON.tensor(data, shape: shape, dtype: dtype, what: "input '\(name)'")
         }
         var requested: [String]?
@@ -54,7 +105,18 @@ enum KServeCodec {
         return result
     }
 
-    static func encodeResponse(_ response: InferenceResponse) -> String {
+    /// The JSON header and the raw bytes of the binary outputs that follow it (empty when all are JSON).
+    static func encodeResponse(_ response: InferenceResponse, binary: BinaryOutputs) -> (json: String, binary: [UInt8]) {
+        var payload: [UInt8] = []
+        let json = encodeResponse(response) { name, tensor in
+            guard binary.contains(name), let bytes = BinaryTensor.encode(tensor) else { return nil }
+            payload += bytes
+            return bytes.count
+        }
+        return (json, payload)
+    }
+
+    static func encodeResponse(_ response: InferenceResponse, binarySize: (String, Tensor) -> Int? = { _, _ in nil }) -> String {
         var json = JSONWriter(capacity: 256)
         json.raw("{\"model_name\":")
         json.string(response.modelName)
@@ -77,9 +139,13 @@ enum KServeCodec {
             case .tensor(let tensor):
                 json.raw(",\"datatype\":\"\(tensor.dtype.kserveName)\",\"shape\":[")
                 json.raw(tensor.shape.map(String.init).joined(separator: ","))
-                json.raw("],\"data\":[")
-                json.elements(tensor, 0..<tensor.count)
-                json.raw("]}")
+                if let size = binarySize(output.name, tensor) {
+                    json.raw("],\"parameters\":{\"binary_data_size\":\(size)}}")
+                } else {
+                    json.raw("],\"data\":[")
+                    json.elements(tensor, 0..<tensor.count)
+                    json.raw("]}")
+                }
             case .mapSequence(let maps):
                 // No map type in the protocol: one JSON object per row (convert with zipmap=False for a tensor).
                 json.raw(",\"datatype\":\"BYTES\",\"shape\":[\(maps.count)],\"data\":[")

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import ServalServing
@@ -18,7 +19,7 @@ struct Routes: Sendable {
             return Response.json("{\"ready\":\(ready)}", status: ready ? .ok : .serviceUnavailable)
         }
         router.get("/v2") { _, _ in
-            Response.json("{\"name\":\"serval\",\"version\":\"\(configuration.serverVersion)\",\"extensions\":[\"model_repository\",\"model_configuration\",\"statistics\"]}")
+            Response.json("{\"name\":\"serval\",\"version\":\"\(configuration.serverVersion)\",\"extensions\":[\"model_repository\",\"model_configuration\",\"statistics\",\"binary_tensor_data\"]}")
         }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context in
@@ -38,9 +39,25 @@ struct Routes: Sendable {
             router.post(RouterPath(prefix + "/infer")) { request, context in
                 let model = try await resolve(context)
                 let body = try await collect(request)
-                let inference = try body.withUnsafeReadableBytes { try KServeCodec.decodeRequest(try JSONParser.parse($0)) }
+                // Binary tensor extension: the JSON header is the first Inference-Header-Content-Length bytes.
+                let headerLength = try request.headers[Self.inferenceHeaderLength].map { value -> Int in
+                    guard let length = Int(value), length >= 0, length <= body.readableBytes else {
+                        throw ServingError.invalidArgument("Inference-Header-Content-Length \(value) does not fit the \(body.readableBytes)-byte body")
+                    }
+                    return length
+                }
+                let (inference, binaryOutputs) = try body.withUnsafeReadableBytes { bytes in
+                    guard let headerLength else { return try KServeCodec.decodeRequest(try JSONParser.parse(bytes)) }
+                    let header = UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])
+                    return try KServeCodec.decodeRequest(try JSONParser.parse(header), binary: UnsafeRawBufferPointer(rebasing: bytes[headerLength...]))
+                }
                 let response = try await model.infer(inference)
-                return Response.json(KServeCodec.encodeResponse(response))
+                let (json, binary) = KServeCodec.encodeResponse(response, binary: binaryOutputs)
+                guard !binary.isEmpty || binaryOutputs != .none else { return Response.json(json) }
+                var buffer = ByteBuffer(string: json)
+                buffer.writeBytes(binary)
+                return Response(status: .ok, headers: [.contentType: "application/octet-stream", Self.inferenceHeaderLength: String(json.utf8.count)],
+                                body: .init(byteBuffer: buffer))
             }
             router.get(RouterPath(prefix + "/stats")) { _, context in
                 let model = try await resolve(context)
@@ -109,6 +126,8 @@ struct Routes: Sendable {
     }
 
     enum Selector { case latest, version, label }
+
+    static let inferenceHeaderLength = HTTPField.Name("Inference-Header-Content-Length")!
 
     /// Reads the body up to --http-max-input-size; a larger body is refused while streaming.
     private func collect(_ request: Request) async throws -> ByteBuffer {

@@ -54,6 +54,7 @@ struct TestServer {
     struct Reply {
         let status: Int
         let body: Data
+        var headers: [String: String] = [:]
         var text: String { String(decoding: body, as: UTF8.self) }
         func json() throws -> Any { try JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) }
         func object() throws -> [String: Any] { try #require(try json() as? [String: Any]) }
@@ -75,7 +76,10 @@ struct TestServer {
         return try await withCheckedThrowingContinuation { continuation in
             URLSession.shared.dataTask(with: request) { data, response, error in
                 if let error { continuation.resume(throwing: error); return }
-                continuation.resume(returning: Reply(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data()))
+                let http = response as? HTTPURLResponse
+                var headers: [String: String] = [:]
+                for (key, value) in http?.allHeaderFields ?? [:] { headers["\(key)"] = "\(value)" }
+                continuation.resume(returning: Reply(status: http?.statusCode ?? 0, body: data ?? Data(), headers: headers))
             }.resume()
         }
     }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Interop check: the peers' real clients against a running `serval serve` on the example repository.
 
-- tritonclient.http: server live/ready/metadata, model metadata and config, JSON inference (all outputs and a
-  requested subset), repository index.
+- tritonclient.http: server live/ready/metadata, model metadata and config, JSON and binary-tensor inference
+  (all outputs and a requested subset), statistics, repository index.
 - TF Serving REST payloads (requests): :predict in row and columnar form, model status, metadata.
 Expected values come from onnxruntime on the same model files. Exits non-zero on any mismatch.
 
@@ -47,6 +47,18 @@ def main():
     check(np.allclose(result.as_numpy("probabilities"), expected_probabilities, rtol=1e-4, atol=1e-6),
           "tritonclient: infer probabilities match onnxruntime")
     check(result.get_response()["id"] == "interop-1", "tritonclient: request id echoed")
+    binary = httpclient.InferInput("X", list(rows.shape), "FP32")
+    binary.set_data_from_numpy(rows, binary_data=True)
+    outputs = [httpclient.InferRequestedOutput("label", binary_data=True), httpclient.InferRequestedOutput("probabilities", binary_data=True)]
+    binary_result = client.infer("iris", [binary], outputs=outputs)
+    check(np.array_equal(binary_result.as_numpy("label"), expected_label)
+          and np.array_equal(binary_result.as_numpy("probabilities"), result.as_numpy("probabilities")),
+          "tritonclient: binary tensor infer matches the JSON answer bit for bit")
+    default_result = client.infer("iris", [binary])  # tritonclient's defaults: binary input, binary_data_output
+    check(np.array_equal(default_result.as_numpy("label"), expected_label), "tritonclient: infer with the client's defaults")
+    stats = client.get_inference_statistics("iris")["model_stats"][0]
+    check(stats["inference_count"] >= 9 and stats["execution_count"] >= 3 and stats["inference_stats"]["success"]["count"] >= 3,
+          "tritonclient: statistics count rows and executions")
     only = client.infer("iris", [tensor], outputs=[httpclient.InferRequestedOutput("probabilities", binary_data=False)])
     check(only.as_numpy("label") is None and only.as_numpy("probabilities").shape == (3, 3), "tritonclient: requested output subset")
     try:
