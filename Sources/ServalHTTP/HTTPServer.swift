@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Prometheus
 import NIOCore
 import ServalServing
 import ServiceLifecycle
@@ -34,10 +35,18 @@ public final class ServerState: Sendable {
 public enum HTTPServer {
     public static func makeApplication(
         manager: ModelManager, configuration: HTTPConfiguration, state: ServerState = ServerState(),
-        services: [any Service] = [], logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        services: [any Service] = [], metrics: PrometheusCollectorRegistry? = nil, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        if let metrics {
+            router.add(middleware: MetricsMiddleware())
+            router.get("/metrics") { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                         body: .init(byteBuffer: ByteBuffer(string: ServalMetrics.scrape(metrics))))
+            }
+        }
         let routes = Routes(manager: manager, configuration: configuration, state: state)
         routes.register(on: router)
         return Application(

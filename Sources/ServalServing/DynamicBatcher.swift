@@ -87,6 +87,7 @@ actor DynamicBatcher {
         return try await withCheckedThrowingContinuation { continuation in
             queue.append(Pending(inputs: inputs, rows: rows, signature: signature, enqueued: now, deadline: deadline, continuation: continuation))
             schedule()
+            statistics.setPending(pending)
         }
     }
 
@@ -177,6 +178,7 @@ actor DynamicBatcher {
     private func finished() {
         busy -= 1
         schedule()
+        statistics.setPending(pending)
     }
 
     private static func merge(_ batch: [Pending]) -> [String: Value] {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 
 /// Keeps the served models in step with the repository: loads the versions the policy asks for, warms them
 /// up, swaps them in, and unloads the ones no longer wanted, only once a replacement is ready.
@@ -65,6 +66,7 @@ public actor ModelManager {
             logger.info("model removed from repository; unloading", metadata: ["model": "\(name)"])
             records[name] = nil
         }
+        publishStates()
         for entry in entries where names == nil || names!.contains(entry.name) {
             await reconcile(entry)
         }
@@ -98,6 +100,8 @@ public actor ModelManager {
             do {
                 let served = try await Self.load(name: entry.name, version: version, file: file.url, config: config)
                 record.versions[version] = .ready(served)
+                Timer(label: "serval_model_load_duration_seconds", dimensions: [("model", entry.name), ("version", String(version))])
+                    .recordSeconds(Date().timeIntervalSince(started))
                 logger.info("model version ready", metadata: [
                     "model": "\(entry.name)", "version": "\(version)",
                     "load_seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
@@ -128,6 +132,27 @@ public actor ModelManager {
         record.config = config
         record.configFingerprint = entry.configFingerprint
         records[entry.name] = record
+        publishStates()
+    }
+
+    /// `serval_model_ready{model,version}`: 1 while a version serves, 0 once it failed or left.
+    private var publishedVersions: Set<String> = []
+    private func publishStates() {
+        var current = Set<String>()
+        for (name, record) in records {
+            for (version, state) in record.versions {
+                let key = "\(name)\u{0}\(version)"
+                current.insert(key)
+                var ready = 0
+                if case .ready = state { ready = 1 }
+                Gauge(label: "serval_model_ready", dimensions: [("model", name), ("version", String(version))]).record(ready)
+            }
+        }
+        for key in publishedVersions.subtracting(current) {
+            let parts = key.split(separator: "\u{0}").map(String.init)
+            Gauge(label: "serval_model_ready", dimensions: [("model", parts[0]), ("version", parts[1])]).record(0)
+        }
+        publishedVersions = current
     }
 
     /// Compiles and warms up a version off the actor, on a detached task.
@@ -235,6 +260,7 @@ public actor ModelManager {
     public func unload(_ name: String) throws {
         guard mode == .explicit else { throw ServingError(.unsupported, "load/unload needs --model-control-mode explicit (this server uses '\(mode.rawValue)')") }
         guard records.removeValue(forKey: name) != nil else { throw ServingError.notFound("model '\(name)' is not loaded") }
+        publishStates()
         logger.info("model unloaded", metadata: ["model": "\(name)"])
     }
 }

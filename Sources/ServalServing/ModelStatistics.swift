@@ -1,3 +1,4 @@
+import CoreMetrics
 import Synchronization
 
 /// Per model-version counters in the shape of Triton's statistics extension: requests, rows (inference count),
@@ -36,8 +37,14 @@ public final class ModelStatistics: Sendable {
     }
 
     private let state = Mutex(Snapshot())
+    private let metrics: ModelMetrics
 
-    public init() {}
+    public init(model: String = "", version: Int = 0) {
+        metrics = ModelMetrics(model: model, version: version)
+    }
+
+    /// Requests queued or running, for the pending-requests gauge (the autoscaling signal).
+    func setPending(_ count: Int) { metrics.pending.record(count) }
 
     public var snapshot: Snapshot { state.withLock { $0 } }
 
@@ -55,6 +62,10 @@ public final class ModelStatistics: Sendable {
             s.batches[size] = batch
             s.lastInferenceMilliseconds = nowMs
         }
+        metrics.rows.increment(by: size)
+        metrics.executions.increment()
+        metrics.batchSize.record(size)
+        metrics.compute.recordNanoseconds(Int64(clamping: inputNs + inferNs + outputNs))
     }
 
     func recordRequest(success: Bool, totalNs: UInt64, queueNs: UInt64, failure: String? = nil) {
@@ -67,5 +78,42 @@ public final class ModelStatistics: Sendable {
                 s.failures[failure ?? "error", default: 0] += 1
             }
         }
+        if success {
+            metrics.success.increment()
+            metrics.queue.recordNanoseconds(Int64(clamping: queueNs))
+            metrics.request.recordNanoseconds(Int64(clamping: totalNs))
+        } else {
+            metrics.failure(failure ?? "error").increment()
+        }
+    }
+}
+
+/// The Prometheus-facing counters of one model version (swift-metrics handles; names follow Prometheus
+/// conventions: base units, `_total` counters, labels `model` and `version`).
+struct ModelMetrics: Sendable {
+    let dimensions: [(String, String)]
+    let success: Counter
+    let rows: Counter
+    let executions: Counter
+    let pending: Gauge
+    let queue: Timer
+    let compute: Timer
+    let request: Timer
+    let batchSize: Recorder
+
+    init(model: String, version: Int) {
+        dimensions = [("model", model), ("version", String(version))]
+        success = Counter(label: "serval_inference_request_success_total", dimensions: dimensions)
+        rows = Counter(label: "serval_inference_count_total", dimensions: dimensions)
+        executions = Counter(label: "serval_inference_exec_count_total", dimensions: dimensions)
+        pending = Gauge(label: "serval_inference_pending_requests", dimensions: dimensions)
+        queue = Timer(label: "serval_inference_queue_duration_seconds", dimensions: dimensions)
+        compute = Timer(label: "serval_inference_compute_duration_seconds", dimensions: dimensions)
+        request = Timer(label: "serval_inference_request_duration_seconds", dimensions: dimensions)
+        batchSize = Recorder(label: "serval_inference_batch_size", dimensions: dimensions)
+    }
+
+    func failure(_ reason: String) -> Counter {
+        Counter(label: "serval_inference_request_failure_total", dimensions: dimensions + [("reason", reason)])
     }
 }

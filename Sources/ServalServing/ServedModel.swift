@@ -17,7 +17,7 @@ public final class ServedModel: Sendable {
     public let weightBytes: Int
     public let platform = "onnx_onnxv1"
     /// Requests, rows, batches and durations for the statistics extension and metrics.
-    public let statistics = ModelStatistics()
+    public let statistics: ModelStatistics
     let session: Session
     let batcher: DynamicBatcher
 
@@ -33,6 +33,7 @@ public final class ServedModel: Sendable {
         self.name = name
         self.version = version
         self.session = session
+        self.statistics = ModelStatistics(model: name, version: version)
         let declaredInputs = session.inputs.map { ServedModel.metadata($0) }
         let declaredOutputs = session.outputTypes.map { ServedModel.metadata($0) }
         var effective = config
@@ -114,7 +115,10 @@ public final class ServedModel: Sendable {
     /// Validates, queues the request for the batcher, and selects the requested outputs of its rows.
     /// A `timeout` parameter (microseconds, as in Triton) bounds the time spent waiting in the queue.
     public func infer(_ request: InferenceRequest) async throws -> InferenceResponse {
-        try validate(request)
+        do { try validate(request) } catch {
+            statistics.recordRequest(success: false, totalNs: 0, queueNs: 0, failure: "invalid")
+            throw error
+        }
         var timeout: Duration?
         switch request.parameters["timeout"] {
         case .int(let micros)?: timeout = .microseconds(micros)

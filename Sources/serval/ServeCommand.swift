@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServalHTTP
 import ServalServing
 import ServiceLifecycle
@@ -50,6 +52,8 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let json = logFormat == "json"
         LoggingSystem.bootstrap { label -> any LogHandler in json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label) }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(ServalMetrics.factory(registry: registry))
         let logger = Logger(label: "serval")
         let mode = ModelManager.ControlMode(rawValue: modelControlMode)!
         let manager = ModelManager(repository: ModelRepository(root: URL(fileURLWithPath: modelRepository)), mode: mode, logger: logger)
@@ -61,7 +65,9 @@ struct ServeCommand: AsyncParsableCommand {
         let services: [any Service] = mode == .poll
             ? [RepositoryPoller(manager: manager, interval: .seconds(repositoryPollSecs), logger: logger)] : []
         let configuration = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
-        let app = HTTPServer.makeApplication(manager: manager, configuration: configuration, services: services, logger: logger) { port in
+        let app = HTTPServer.makeApplication(
+            manager: manager, configuration: configuration, services: services, metrics: registry, logger: logger
+        ) { port in
             let models = await manager.readyModels()
             logger.info("serving", metadata: ["http": "\(configuration.host):\(port)", "models": "\(models)"])
         }

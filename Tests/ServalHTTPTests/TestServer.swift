@@ -3,10 +3,21 @@ import Foundation
 import FoundationNetworking
 #endif
 import Logging
+import Metrics
+import Prometheus
 import ServalHTTP
 import ServalServing
 import ServiceLifecycle
 import Testing
+
+/// One Prometheus registry for the test process (swift-metrics can be bootstrapped once).
+enum TestMetrics {
+    static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(ServalMetrics.factory(registry: registry))
+        return registry
+    }()
+}
 
 /// A real `serval` HTTP server on an ephemeral port, over a temporary copy of a model repository.
 struct TestServer {
@@ -29,12 +40,14 @@ struct TestServer {
         _ body: (TestServer) async throws -> Void
     ) async throws {
         let root = try repository ?? makeRepository()
+        let metrics = TestMetrics.registry
         let logger = Logger(label: "serval-test")
         let manager = ModelManager(repository: ModelRepository(root: root), mode: mode, logger: logger)
         if mode != .explicit { try await manager.reconcile() }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = HTTPServer.makeApplication(
-            manager: manager, configuration: HTTPConfiguration(host: "127.0.0.1", port: 0, maxInputSize: maxInputSize), logger: logger
+            manager: manager, configuration: HTTPConfiguration(host: "127.0.0.1", port: 0, maxInputSize: maxInputSize), metrics: metrics,
+            logger: logger
         ) { port in continuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         let running = Task { try await group.run() }
