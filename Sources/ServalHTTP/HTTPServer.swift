@@ -14,6 +14,8 @@ public struct HTTPConfiguration: Sendable {
     /// Largest accepted request body in bytes (Triton's --http-max-input-size, default 64 MB).
     public var maxInputSize: Int
     public var serverVersion: String
+    /// Log each request at info level (off by default: it costs throughput).
+    public var accessLog = false
 
     public init(host: String = "127.0.0.1", port: Int = 8000, maxInputSize: Int = 64 * 1024 * 1024, serverVersion: String = "0.1.0") {
         self.host = host
@@ -39,6 +41,7 @@ public enum HTTPServer {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
+        if configuration.accessLog { router.add(middleware: LogRequestsMiddleware(.info)) }
         router.add(middleware: ErrorMiddleware())
         if let metrics {
             router.add(middleware: MetricsMiddleware())

@@ -25,7 +25,9 @@ public final class ServedModel: Sendable {
     public init(name: String, version: Int, file: URL, config: ModelConfig, executor: (any BatchExecutor)? = nil) throws {
         let model: ONNXModel
         do { model = try ONNXModel(contentsOf: file) } catch { throw ServingError.unavailable("\(name) version \(version): \(error)") }
-        let threads = max(1, config.threadsPerInstance ?? 1)
+        // instances × threads stay within the CPUs the cgroup grants, not the host's core count.
+        let instanceCount = max(1, config.instanceCount ?? 1)
+        let threads = CPUBudget.threadsPerInstance(requested: config.threadsPerInstance, instances: instanceCount, budget: CPUBudget.available())
         let session: Session
         do { session = try Session(graph: model.graph, options: SessionOptions(intraOpThreads: threads)) } catch {
             throw ServingError.unavailable("\(name) version \(version): \(error)")
@@ -45,7 +47,7 @@ public final class ServedModel: Sendable {
             throw ServingError.unavailable("\(name) version \(version): max_batch_size \(requested) needs every input and output to have a variable first dimension")
         }
         effective.maxBatchSize = config.maxBatchSize ?? (batchable ? 64 : 0)
-        effective.instanceCount = max(1, config.instanceCount ?? 1)
+        effective.instanceCount = instanceCount
         effective.threadsPerInstance = threads
         effective.versionPolicy = config.versionPolicy ?? .latest(1)
         effective.warmup = config.warmup ?? true

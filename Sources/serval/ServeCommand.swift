@@ -39,6 +39,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "text or json.")
     var logFormat = "text"
 
+    @Flag(name: .customLong("access-log"), help: "Log every HTTP request (method, path, status, duration) with its request id.")
+    var accessLog = false
+
     func validate() throws {
         guard ModelManager.ControlMode(rawValue: modelControlMode) != nil else {
             throw ValidationError("--model-control-mode must be none, poll or explicit")
@@ -64,7 +67,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let services: [any Service] = mode == .poll
             ? [RepositoryPoller(manager: manager, interval: .seconds(repositoryPollSecs), logger: logger)] : []
-        let configuration = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
+        var settings = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
+        settings.accessLog = accessLog
+        let configuration = settings
+        logger.info("cpu budget", metadata: ["cpus": "\(CPUBudget.available())"])
         let app = HTTPServer.makeApplication(
             manager: manager, configuration: configuration, services: services, metrics: registry, logger: logger
         ) { port in
