@@ -21,7 +21,9 @@ import onnx
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fixtures"))
+sys.path.insert(0, HERE)
 import models  # noqa: E402
+from results import write_section  # noqa: E402
 
 WORK = os.path.join(ROOT, ".build", "bench-engine")
 
@@ -127,16 +129,7 @@ def write_results(rows, command):
         lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['serval_ms']:.3f} | {r['ort_ms']:.3f} | **{r['ratio']:.2f}x** | "
                      f"{r['serval_p90']:.3f} | {r['ort_p90']:.3f} | {r['serval_rss']:.0f} | {r['ort_rss']:.0f} | {r['load'] * 100:.0f}% |")
     section = "\n".join(lines) + "\n"
-    path = os.path.join(HERE, "RESULTS.md")
-    existing = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
-    start = existing.find("## Engine: serval vs onnxruntime")
-    if start >= 0:
-        end = existing.find("\n## ", start + 1)
-        existing = existing[:start] + section + (existing[end + 1:] if end >= 0 else "")
-    else:
-        existing = existing.rstrip("\n") + "\n\n" + section
-    with open(path, "w") as f:
-        f.write(existing)
+    write_section("## Engine: serval vs onnxruntime", section)
     print(section)
 
 

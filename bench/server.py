@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Serving benchmark: serval vs MLServer (with an onnxruntime runtime) vs Flask + gunicorn + onnxruntime.
+
+Same models (examples/models: mlp 64-48-32-10 and the iris classifier), same KServe v2 JSON bodies (batch 1),
+wrk at concurrency 1/16/64; the server is pinned to CPU 0 and wrk to CPU 1 (taskset). For each server:
+requests/s, p50/p99 latency, resident memory after the load (whole process tree), and cold start (process
+start until every model answers ready). For serval also the server overhead per request: CPU time per request
+minus the compute time its own metrics report.
+
+Usage: python bench/server.py [--serval .build/release/serval] [--duration 10] [--concurrency 1,16,64]
+Writes the "Serving" section of bench/RESULTS.md. Needs wrk (apt) and: mlserver==1.7.1 uvloop==0.21.0 flask gunicorn onnxruntime.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results import write_section  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+REPOSITORY = os.path.join(ROOT, "examples", "models")
+MODELS = {
+    "mlp": {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [round(0.01 * i, 2) for i in range(64)]},
+    "iris": {"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]},
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except Exception:
+        return 0
+
+
+def tree_pids(pid):
+    pids = [pid]
+    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+        pids += tree_pids(int(child))
+    return pids
+
+
+def rss_mb(pid):
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total / 1024
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
+def serval_compute(port):
+    """(sum seconds, count) of serval_inference_compute_duration_seconds over all models."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        text = response.read().decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("serval_inference_compute_duration_seconds_sum"):
+            total += float(line.split()[-1])
+        elif line.startswith("serval_inference_compute_duration_seconds_count"):
+            count += float(line.split()[-1])
+    return total, count
+
+
+def start(kind, args, work):
+    port = free_port()
+    env = dict(os.environ)
+    if kind == "serval":
+        command = [args.serval, "serve", "--model-repository", REPOSITORY, "--http-port", str(port)]
+    elif kind == "mlserver":
+        folder = os.path.join(work, "mlserver")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "settings.json"), "w") as f:
+            json.dump({"http_port": port, "grpc_port": free_port(), "metrics_port": free_port()}, f)
+        for name in MODELS:
+            os.makedirs(os.path.join(folder, name), exist_ok=True)
+            with open(os.path.join(folder, name, "model-settings.json"), "w") as f:
+                json.dump({"name": name, "implementation": "mlserver_runtime.OnnxRuntime",
+                           "parameters": {"uri": os.path.join(REPOSITORY, name, "1", "model.onnx")}}, f)
+        env["PYTHONPATH"] = os.path.join(HERE, "servers")
+        command = [os.path.join(os.path.dirname(sys.executable), "mlserver"), "start", folder]
+    else:
+        env["PYTHONPATH"] = os.path.join(HERE, "servers")
+        command = [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+                   f"flask_app:create_app('{REPOSITORY}')"]
+    began = time.perf_counter()
+    process = subprocess.Popen(["taskset", "-c", "0"] + command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = began + 120
+    while time.perf_counter() < deadline:
+        if kind == "flask":
+            ready = get(f"http://127.0.0.1:{port}/v2/health/ready") == 200
+        else:
+            ready = all(get(f"http://127.0.0.1:{port}/v2/models/{m}/ready") == 200 for m in MODELS)
+        if ready:
+            return process, port, time.perf_counter() - began
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} exited with {process.returncode}")
+        time.sleep(0.02)
+    raise RuntimeError(f"{kind} did not become ready")
+
+
+def wrk(port, model, concurrency, duration, work):
+    body = os.path.join(work, f"{model}.json")
+    with open(body, "w") as f:
+        json.dump({"inputs": [MODELS[model]]}, f)
+    url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+    output = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, "post.lua"), url],
+        capture_output=True, text=True, env={**os.environ, "BODY": body}, check=True).stdout
+
+    def latency(label):
+        match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if not match:
+            return float("nan")
+        return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
+
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), "p50": latency("50%"), "p99": latency("99%"),
+            "requests": requests, "errors": int(errors.group(1)) if errors else 0}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serval", default=os.path.join(ROOT, ".build", "release", "serval"))
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--servers", default="serval,mlserver,flask")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rows = []
+    starts = {}
+    with tempfile.TemporaryDirectory() as work:
+        for kind in args.servers.split(","):
+            process, port, cold = start(kind, args, work)
+            starts[kind] = cold
+            try:
+                for model in MODELS:
+                    for concurrency in levels:
+                        cpu0 = cpu_seconds(process.pid)
+                        compute0 = serval_compute(port) if kind == "serval" else None
+                        result = wrk(port, model, concurrency, args.duration, work)
+                        result.update(server=kind, model=model, concurrency=concurrency, rss=rss_mb(process.pid))
+                        if kind == "serval":
+                            compute1 = serval_compute(port)
+                            cpu = cpu_seconds(process.pid) - cpu0
+                            served = max(1, compute1[1] - compute0[1])
+                            result["overhead_us"] = (cpu - (compute1[0] - compute0[0])) / served * 1e6
+                        rows.append(result)
+                        print(json.dumps(result), flush=True)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    write_results(rows, starts, " ".join(["python", "bench/server.py"] + sys.argv[1:]))
+
+
+def write_results(rows, starts, command):
+    lines = ["## Serving: serval vs MLServer vs Flask+onnxruntime", "",
+             f"Command: `{command}` (release build; {time.strftime('%Y-%m-%d')}, shared 2-vCPU machine). Server pinned to CPU 0, "
+             "wrk (1 thread) to CPU 1; KServe v2 JSON bodies at batch 1; MLServer 1.7.1 with a small onnxruntime runtime "
+             "(bench/servers/mlserver_runtime.py); Flask app under gunicorn with 2 workers (bench/servers/flask_app.py). "
+             "RSS is the whole process tree after the load. Ratios are serval / peer.", "",
+             "| model | concurrency | server | req/s | p50 ms | p99 ms | RSS MB | errors | serval overhead µs/req |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        overhead = f"{r['overhead_us']:.0f}" if "overhead_us" in r else ""
+        lines.append(f"| {r['model']} | {r['concurrency']} | {r['server']} | {r['rps']:.0f} | {r['p50']:.3f} | {r['p99']:.3f} | "
+                     f"{r['rss']:.0f} | {r['errors']} | {overhead} |")
+    lines += ["", "Ratios (serval vs each peer):", "",
+              "| model | concurrency | peer | throughput ×| p99 ratio | RSS ratio |", "|---|---|---|---|---|---|"]
+    by_key = {(r["server"], r["model"], r["concurrency"]): r for r in rows}
+    for (server, model, concurrency), r in by_key.items():
+        if server == "serval":
+            continue
+        s = by_key.get(("serval", model, concurrency))
+        if s:
+            lines.append(f"| {model} | {concurrency} | {server} | **{s['rps'] / r['rps']:.1f}x** | {s['p99'] / r['p99']:.2f} | "
+                         f"{s['rss'] / r['rss']:.2f} |")
+    lines += ["", "Cold start (process start → every model ready): " +
+              ", ".join(f"{k} {v:.2f} s" for k, v in starts.items()), ""]
+    section = "\n".join(lines)
+    write_section("## Serving: serval vs MLServer", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
