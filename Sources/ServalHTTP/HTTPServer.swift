@@ -55,17 +55,19 @@ public enum HTTPServer {
         return Application(
             router: router,
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "serval"),
-            services: services + [DrainOnShutdown(state: state)],
+            services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
     }
 }
 
 /// Flips readiness to false as soon as graceful shutdown begins, so load balancers stop sending traffic
-/// while in-flight requests finish.
-struct DrainOnShutdown: Service {
+/// while in-flight requests finish. List it *after* the application in the service group: groups shut down
+/// in reverse order, so readiness turns false before the HTTP server starts draining.
+public struct DrainOnShutdown: Service {
     let state: ServerState
-    func run() async throws {
+    public init(state: ServerState) { self.state = state }
+    public func run() async throws {
         try? await gracefulShutdown()
         state.beginDraining()
     }

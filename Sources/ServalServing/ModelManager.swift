@@ -52,10 +52,17 @@ public actor ModelManager {
     private var records: [String: ModelRecord] = [:]
     private let logger: Logger
 
-    public init(repository: ModelRepository, mode: ControlMode, logger: Logger = Logger(label: "serval.models")) {
+    /// Wraps each loaded version's executor (nil: run the session directly). Tests use it to hold a batch in flight.
+    private let executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
+
+    public init(
+        repository: ModelRepository, mode: ControlMode, logger: Logger = Logger(label: "serval.models"),
+        executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil
+    ) {
         self.repository = repository
         self.mode = mode
         self.logger = logger
+        self.executorWrapper = executorWrapper
     }
 
     /// Brings every model in the repository (or only `names`) to its aspired versions.
@@ -98,7 +105,7 @@ public actor ModelManager {
             records[entry.name] = record
             let started = Date()
             do {
-                let served = try await Self.load(name: entry.name, version: version, file: file.url, config: config)
+                let served = try await Self.load(name: entry.name, version: version, file: file.url, config: config, wrapper: executorWrapper)
                 record.versions[version] = .ready(served)
                 Timer(label: "serval_model_load_duration_seconds", dimensions: [("model", entry.name), ("version", String(version))])
                     .recordSeconds(Date().timeIntervalSince(started))
@@ -156,8 +163,12 @@ public actor ModelManager {
     }
 
     /// Compiles and warms up a version off the actor, on a detached task.
-    private static func load(name: String, version: Int, file: URL, config: ModelConfig) async throws -> ServedModel {
-        try await Task.detached(priority: .utility) { try ServedModel(name: name, version: version, file: file, config: config) }.value
+    private static func load(
+        name: String, version: Int, file: URL, config: ModelConfig, wrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
+    ) async throws -> ServedModel {
+        try await Task.detached(priority: .utility) {
+            try ServedModel(name: name, version: version, file: file, config: config, executorWrapper: wrapper)
+        }.value
     }
 
     /// The version to serve for `version` (a number) or, when nil, the highest ready version.

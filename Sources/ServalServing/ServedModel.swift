@@ -22,7 +22,10 @@ public final class ServedModel: Sendable {
     let batcher: DynamicBatcher
 
     /// Loads and compiles `file`, then warms it up (unless the config says not to).
-    public init(name: String, version: Int, file: URL, config: ModelConfig, executor: (any BatchExecutor)? = nil) throws {
+    public init(
+        name: String, version: Int, file: URL, config: ModelConfig, executor: (any BatchExecutor)? = nil,
+        executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil
+    ) throws {
         let model: ONNXModel
         do { model = try ONNXModel(contentsOf: file) } catch { throw ServingError.unavailable("\(name) version \(version): \(error)") }
         // instances × threads stay within the CPUs the cgroup grants, not the host's core count.
@@ -60,7 +63,7 @@ public final class ServedModel: Sendable {
             maxBatchSize: effective.maxBatchSize!, preferredBatchSizes: batching?.preferredBatchSizes ?? [],
             maxQueueDelay: .microseconds(batching?.maxQueueDelayUs ?? 0), maxQueueSize: batching?.maxQueueSize ?? 0,
             defaultTimeout: batching?.queueTimeoutUs.map { .microseconds($0) }, instances: effective.instanceCount!)
-        self.batcher = DynamicBatcher(model: name, settings: settings, executor: executor ?? SessionExecutor(session: session), statistics: statistics)
+        self.batcher = DynamicBatcher(model: name, settings: settings, executor: executor ?? (executorWrapper ?? { $0 })(SessionExecutor(session: session)), statistics: statistics)
         if effective.warmup == true {
             // Every batch size that matters for memory and kernels: 1, the preferred sizes, and the largest.
             let sizes = Set([1, effective.maxBatchSize!] + (batching?.preferredBatchSizes ?? [])).filter { $0 > 0 }.sorted()

@@ -71,13 +71,15 @@ struct ServeCommand: AsyncParsableCommand {
         settings.accessLog = accessLog
         let configuration = settings
         logger.info("cpu budget", metadata: ["cpus": "\(CPUBudget.available())"])
+        let state = ServerState()
         let app = HTTPServer.makeApplication(
-            manager: manager, configuration: configuration, services: services, metrics: registry, logger: logger
+            manager: manager, configuration: configuration, state: state, services: services, metrics: registry, logger: logger
         ) { port in
             let models = await manager.readyModels()
             logger.info("serving", metadata: ["http": "\(configuration.host):\(port)", "models": "\(models)"])
         }
-        var groupConfiguration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [app, DrainOnShutdown(state: state)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(exitTimeoutSecs)
         try await ServiceGroup(configuration: groupConfiguration).run()
     }

@@ -37,24 +37,25 @@ struct TestServer {
     /// Starts the server, runs `body`, then shuts the server down gracefully.
     static func with(
         repository: URL? = nil, mode: ModelManager.ControlMode = .none, maxInputSize: Int = 64 * 1024 * 1024,
-        _ body: (TestServer) async throws -> Void
+        state: ServerState = ServerState(), executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil,
+        _ body: (TestServer, ServiceGroup) async throws -> Void
     ) async throws {
         let root = try repository ?? makeRepository()
         let metrics = TestMetrics.registry
         let logger = Logger(label: "serval-test")
-        let manager = ModelManager(repository: ModelRepository(root: root), mode: mode, logger: logger)
+        let manager = ModelManager(repository: ModelRepository(root: root), mode: mode, logger: logger, executorWrapper: executorWrapper)
         if mode != .explicit { try await manager.reconcile() }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = HTTPServer.makeApplication(
-            manager: manager, configuration: HTTPConfiguration(host: "127.0.0.1", port: 0, maxInputSize: maxInputSize), metrics: metrics,
+            manager: manager, configuration: HTTPConfiguration(host: "127.0.0.1", port: 0, maxInputSize: maxInputSize), state: state, metrics: metrics,
             logger: logger
         ) { port in continuation.yield(port) }
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [app, DrainOnShutdown(state: state)], logger: logger))
         let running = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ServingError.unavailable("server did not start") }
         do {
-            try await body(TestServer(baseURL: URL(string: "http://127.0.0.1:\(port)")!, manager: manager, repository: root))
+            try await body(TestServer(baseURL: URL(string: "http://127.0.0.1:\(port)")!, manager: manager, repository: root), group)
         } catch {
             await group.triggerGracefulShutdown()
             _ = try? await running.value
@@ -62,6 +63,14 @@ struct TestServer {
         }
         await group.triggerGracefulShutdown()
         try await running.value
+    }
+
+    /// Same as above for tests that do not need the service group.
+    static func with(
+        repository: URL? = nil, mode: ModelManager.ControlMode = .none, maxInputSize: Int = 64 * 1024 * 1024,
+        _ body: (TestServer) async throws -> Void
+    ) async throws {
+        try await with(repository: repository, mode: mode, maxInputSize: maxInputSize) { server, _ in try await body(server) }
     }
 
     struct Reply {
