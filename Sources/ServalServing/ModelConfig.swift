@@ -13,8 +13,10 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var threadsPerInstance: Int?
     public var versionPolicy: VersionPolicy?
     public var versionLabels: [String: Int]?
-    /// Run each batch size once before taking traffic (default true).
+    /// Run the model once per warm-up batch size before it takes traffic (default true).
     public var warmup: Bool?
+    /// Batch sizes (rows) to warm up; default: 1, the preferred batch sizes and max_batch_size.
+    public var warmupBatchSizes: [Int]?
 
     public struct DynamicBatching: Sendable, Equatable, Codable {
         public var maxQueueDelayUs: Int?
@@ -38,7 +40,7 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case maxBatchSize = "max_batch_size", inputs, outputs, dynamicBatching = "dynamic_batching"
         case instanceCount = "instance_count", threadsPerInstance = "threads_per_instance"
-        case versionPolicy = "version_policy", versionLabels = "version_labels", warmup
+        case versionPolicy = "version_policy", versionLabels = "version_labels", warmup, warmupBatchSizes = "warmup_batch_sizes"
     }
 
     public init() {}

@@ -54,7 +54,6 @@ public final class ServedModel: Sendable {
         effective.threadsPerInstance = threads
         effective.versionPolicy = config.versionPolicy ?? .latest(1)
         effective.warmup = config.warmup ?? true
-        self.config = effective
         self.inputs = declaredInputs
         self.outputs = declaredOutputs
         self.weightBytes = model.graph.initializers.values.reduce(0) { $0 + $1.byteCount }
@@ -64,11 +63,13 @@ public final class ServedModel: Sendable {
             maxQueueDelay: .microseconds(batching?.maxQueueDelayUs ?? 0), maxQueueSize: batching?.maxQueueSize ?? 0,
             defaultTimeout: batching?.queueTimeoutUs.map { .microseconds($0) }, instances: effective.instanceCount!)
         self.batcher = DynamicBatcher(model: name, settings: settings, executor: executor ?? (executorWrapper ?? { $0 })(SessionExecutor(session: session)), statistics: statistics)
-        if effective.warmup == true {
-            // Every batch size that matters for memory and kernels: 1, the preferred sizes, and the largest.
-            let sizes = Set([1, effective.maxBatchSize!] + (batching?.preferredBatchSizes ?? [])).filter { $0 > 0 }.sorted()
-            for rows in sizes { try warmUp(rows: rows) }
-        }
+        // Warm-up sizes: the declared set, else 1, the preferred sizes and the largest batch.
+        let defaults = [1, effective.maxBatchSize!] + (batching?.preferredBatchSizes ?? [])
+        let limit = max(1, effective.maxBatchSize!)
+        let sizes = effective.warmup == true ? Set(config.warmupBatchSizes ?? defaults).filter { $0 > 0 && $0 <= limit }.sorted() : []
+        effective.warmupBatchSizes = sizes
+        self.config = effective
+        for rows in sizes { try warmUp(rows: rows) }
     }
 
     static func metadata(_ info: ValueInfo) -> TensorMetadata {

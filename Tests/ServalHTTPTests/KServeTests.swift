@@ -102,6 +102,8 @@ import Testing
             let reply = try await server.get("/v2/models/iris/config").object()
             let config = try #require(reply["config"] as? [String: Any])
             #expect(config["instance_count"] as? Int == 1)
+            #expect(config["max_batch_size"] as? Int == 64)
+            #expect(config["warmup_batch_sizes"] as? [Int] == [1, 64])
             #expect((config["version_policy"] as? [String: Any])?["latest"] as? Int == 1)
         }
     }
