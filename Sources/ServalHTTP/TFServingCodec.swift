@@ -57,40 +57,36 @@ enum TFServingCodec {
         switch format {
         case .columnar:
             json.raw("{\"outputs\":")
-            if response.outputs.count == 1 {
-                value(response.outputs[0].value, into: &json)
-            } else {
-                json.raw("{")
-                for (index, output) in response.outputs.enumerated() {
-                    if index > 0 { json.raw(",") }
-                    json.string(output.name)
-                    json.raw(":")
-                    value(output.value, into: &json)
-                }
-                json.raw("}")
-            }
+            named(response.outputs, into: &json) { value($0, into: &$1) }
         case .row:
             json.raw("{\"predictions\":[")
             let rows = response.outputs.map(rowCount).min() ?? 0
             for row in 0..<rows {
                 if row > 0 { json.raw(",") }
-                if response.outputs.count == 1 {
-                    rowValue(response.outputs[0].value, row: row, into: &json)
-                } else {
-                    json.raw("{")
-                    for (index, output) in response.outputs.enumerated() {
-                        if index > 0 { json.raw(",") }
-                        json.string(output.name)
-                        json.raw(":")
-                        rowValue(output.value, row: row, into: &json)
-                    }
-                    json.raw("}")
-                }
+                named(response.outputs, into: &json) { rowValue($0, row: row, into: &$1) }
             }
             json.raw("]")
         }
         json.raw("}")
         return json.text
+    }
+
+    /// One output as its bare value; several as an object keyed by output name (TF Serving's convention).
+    private static func named(
+        _ outputs: [(name: String, value: Value)], into json: inout JSONWriter, _ write: (Value, inout JSONWriter) -> Void
+    ) {
+        if outputs.count == 1 {
+            write(outputs[0].value, &json)
+            return
+        }
+        json.raw("{")
+        for (index, output) in outputs.enumerated() {
+            if index > 0 { json.raw(",") }
+            json.string(output.name)
+            json.raw(":")
+            write(output.value, &json)
+        }
+        json.raw("}")
     }
 
     private static func rowCount(_ output: (name: String, value: Value)) -> Int {
