@@ -98,7 +98,7 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var fields: [String: String] = ["level": event.level.rawValue, "message": event.message.description, "label": label,
-                                        "time": ISO8601DateFormatter().string(from: Date())]
+                                        "time": Date().ISO8601Format()]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { fields[key] = value.description }
         if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
             FileHandle.standardError.write(data + Data("\n".utf8))

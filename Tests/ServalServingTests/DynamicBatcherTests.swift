@@ -54,6 +54,25 @@ struct DynamicBatcherTests {
         return request
     }
 
+    /// A batching model (max_batch_size 8, plus `configure`) whose only instance is busy with a held 1-row request.
+    static func busyModel(
+        _ configure: (inout ModelConfig) -> Void = { _ in }
+    ) async throws -> (served: ServedModel, executor: GatedExecutor, running: Task<InferenceResponse, Error>) {
+        var config = ModelConfig()
+        config.maxBatchSize = 8
+        configure(&config)
+        let executor = GatedExecutor(open: false)
+        let served = try serve(config, executor: executor)
+        let running = Task { try await served.infer(request(rows: 1)) }
+        await executor.waitForBatches(1)
+        return (served, executor, running)
+    }
+
+    /// Returns once `count` requests are queued or running.
+    static func waitForPending(_ served: ServedModel, _ count: Int) async {
+        while await served.pendingRequests < count { await Task.yield() }
+    }
+
     static func values(_ response: InferenceResponse) throws -> [Float] {
         try #require(response.outputs.first?.value.tensor).scalars(as: Float.self)
     }
@@ -79,30 +98,20 @@ struct DynamicBatcherTests {
     }
 
     @Test func requestsQueuedBehindABusyInstanceRunTogether() async throws {
-        var config = ModelConfig()
-        config.maxBatchSize = 8
-        let executor = GatedExecutor(open: false)
-        let served = try Self.serve(config, executor: executor)
-        let first = Task { try await served.infer(Self.request(rows: 1)) }
-        await executor.waitForBatches(1)
+        let (served, executor, first) = try await Self.busyModel()
         let second = Task { try await served.infer(Self.request(rows: 2)) }
         let third = Task { try await served.infer(Self.request(rows: 3)) }
-        while await served.pendingRequests < 3 { await Task.yield() }
+        await Self.waitForPending(served, 3)
         await executor.release()
         _ = try await (first.value, second.value, third.value)
         #expect(await executor.batches == [[1, 3], [5, 3]])
     }
 
     @Test func neverMergesRequestsWithDifferentNonBatchDimensions() async throws {
-        var config = ModelConfig()
-        config.maxBatchSize = 8
-        let executor = GatedExecutor(open: false)
-        let served = try Self.serve(config, executor: executor)
-        let first = Task { try await served.infer(Self.request(rows: 1)) }
-        await executor.waitForBatches(1)
+        let (served, executor, first) = try await Self.busyModel()
         let narrow = Task { try await served.infer(Self.request(rows: 2, width: 3)) }
         let wide = Task { try await served.infer(Self.request(rows: 2, width: 4)) }
-        while await served.pendingRequests < 3 { await Task.yield() }
+        await Self.waitForPending(served, 3)
         await executor.release()
         let widths = try await [narrow.value, wide.value].map { try #require($0.outputs.first?.value.tensor).shape }
         _ = try await first.value
@@ -111,15 +120,9 @@ struct DynamicBatcherTests {
     }
 
     @Test func fullQueueRefusesWith503Kind() async throws {
-        var config = ModelConfig()
-        config.maxBatchSize = 8
-        config.dynamicBatching = .init(maxQueueSize: 1)
-        let executor = GatedExecutor(open: false)
-        let served = try Self.serve(config, executor: executor)
-        let running = Task { try await served.infer(Self.request(rows: 1)) }
-        await executor.waitForBatches(1)
+        let (served, executor, running) = try await Self.busyModel { $0.dynamicBatching = .init(maxQueueSize: 1) }
         let queued = Task { try await served.infer(Self.request(rows: 1, width: 5)) }
-        while await served.pendingRequests < 2 { await Task.yield() }
+        await Self.waitForPending(served, 2)
         await #expect { try await served.infer(Self.request(rows: 1)) } throws: { error in
             (error as? ServingError)?.kind == .resourceExhausted && "\(error)".contains("model 'scale' queue is full")
         }
@@ -129,12 +132,7 @@ struct DynamicBatcherTests {
     }
 
     @Test func requestTimeoutInQueueIsDeadlineExceeded() async throws {
-        var config = ModelConfig()
-        config.maxBatchSize = 8
-        let executor = GatedExecutor(open: false)
-        let served = try Self.serve(config, executor: executor)
-        let running = Task { try await served.infer(Self.request(rows: 1)) }
-        await executor.waitForBatches(1)
+        let (served, executor, running) = try await Self.busyModel()
         // 1 µs: expired by the time the busy instance frees up (or already when it is first scheduled).
         let finished = Flag()
         let late = Task {
@@ -165,8 +163,13 @@ struct DynamicBatcherTests {
     @Test func modelsWithoutVariableBatchDimensionCannotBatch() throws {
         var config = ModelConfig()
         config.maxBatchSize = 4
-        let lenet = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/unsupported_ops.onnx")
-        #expect(throws: ServingError.self) { try ServedModel(name: "x", version: 1, file: lenet, config: config) }
+        let fixed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/scale_fixed_batch.onnx")
+        #expect { try ServedModel(name: "fixed", version: 1, file: fixed, config: config) } throws: { error in
+            "\(error)".contains("max_batch_size 4 needs every input and output to have a variable first dimension")
+        }
+        // Without max_batch_size the same model loads, unbatched.
+        let unbatched = try ServedModel(name: "fixed", version: 1, file: fixed, config: ModelConfig())
+        #expect(unbatched.config.maxBatchSize == 0)
     }
 }

@@ -27,10 +27,9 @@ public struct Graph: Sendable {
         self.valueInfo = valueInfo
     }
 
-    /// Opset version that applies to a node's domain ("ai.onnx" and "" are the same domain).
+    /// Opset version that applies to a node's domain ("ai.onnx" and "" are the same domain); 1 when not imported.
     public func opset(for domain: String) -> Int {
-        let key = Graph.canonicalDomain(domain)
-        return opsets[key] ?? (key == "" ? 1 : 1)
+        opsets[Graph.canonicalDomain(domain)] ?? 1
     }
 
     public static func canonicalDomain(_ domain: String) -> String { domain == "ai.onnx" ? "" : domain }

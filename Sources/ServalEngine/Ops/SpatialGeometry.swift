@@ -20,7 +20,7 @@ struct SpatialGeometry {
         let strides = strides ?? Array(repeating: 1, count: rank)
         let dilations = dilations ?? Array(repeating: 1, count: rank)
         guard strides.count == rank, dilations.count == rank else { throw KernelError("strides/dilations must have \(rank) values") }
-        var begin = Array(pads?.prefix(rank) ?? [], )
+        var begin = Array(pads?.prefix(rank) ?? [])
         var end = Array(pads?.dropFirst(rank) ?? [])
         if begin.count != rank || end.count != rank { begin = Array(repeating: 0, count: rank); end = begin }
         var output = Array(repeating: 0, count: rank)

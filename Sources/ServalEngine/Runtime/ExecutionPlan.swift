@@ -19,7 +19,7 @@ struct ExecutionPlan: Sendable {
     let inputSlots: [String: Int]
     let outputSlots: [(name: String, slot: Int)]
 
-    init(graph: Graph, registry: KernelRegistry, threads: Int) throws {
+    init(graph: Graph, registry: KernelRegistry) throws {
         let order = try topologicalOrder(graph)
         var slots: [String: Int] = [:]
         func slot(_ name: String) -> Int {
@@ -47,7 +47,7 @@ struct ExecutionPlan: Sendable {
                 throw EngineError.unsupportedOperators([UnsupportedOperator(domain: node.domain, opType: node.opType, opset: graph.opset(for: node.domain))])
             }
             let constants = node.inputs.map { $0.isEmpty ? nil : graph.initializers[$0] }
-            let build = KernelBuildContext(node: node, opset: graph.opset(for: node.domain), constants: constants, threads: threads)
+            let build = KernelBuildContext(node: node, opset: graph.opset(for: node.domain), constants: constants)
             let kernel: any Kernel
             do { kernel = try factory(build) } catch let error as EngineError { throw error } catch {
                 throw EngineError.invalidModel("node \(node.displayName): \(error)")

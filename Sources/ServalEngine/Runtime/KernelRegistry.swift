@@ -7,14 +7,11 @@ public struct KernelBuildContext {
     public let opset: Int
     /// The value of each input that is constant at load time (initializers, folded values), else nil.
     public let constants: [Tensor?]
-    /// Intra-op thread budget of the session being built.
-    public let threads: Int
 
-    public init(node: Node, opset: Int, constants: [Tensor?], threads: Int = 1) {
+    public init(node: Node, opset: Int, constants: [Tensor?]) {
         self.node = node
         self.opset = opset
         self.constants = constants
-        self.threads = threads
     }
 
     public func has(_ name: String) -> Bool { node.attributes[name] != nil }

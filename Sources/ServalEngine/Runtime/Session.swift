@@ -40,7 +40,7 @@ public final class Session: Sendable {
         self.options = options
         self.optimizedGraph = optimized
         self.valueTypes = ShapeInference.infer(optimized)
-        self.plan = try ExecutionPlan(graph: optimized, registry: registry, threads: options.intraOpThreads)
+        self.plan = try ExecutionPlan(graph: optimized, registry: registry)
     }
 
     /// Every (domain, op, opset) in `graph` that has no kernel, in first-seen order.
