@@ -31,6 +31,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -45,6 +48,7 @@ let package = Package(
             dependencies: [
                 "ServalEngine", "ServalONNX", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -59,6 +63,18 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(
+            name: "ServalGRPC",
+            dependencies: [
+                "ServalServing",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "serval",
             dependencies: [
@@ -66,6 +82,7 @@ let package = Package(
                 "ServalEngine",
                 "ServalServing",
                 "ServalHTTP",
+                "ServalGRPC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -73,13 +90,22 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalTensor"], path: "Tests/ServalTestSupport"),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
         .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",
             dependencies: [
-                "ServalHTTP", "ServalServing", .product(name: "Metrics", package: "swift-metrics"),
+                "ServalHTTP", "ServalServing", "ServalTestSupport", .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .testTarget(
+            name: "ServalGRPCTests",
+            dependencies: [
+                "ServalGRPC", "ServalServing", "ServalTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
         .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine"]),

@@ -2,13 +2,15 @@
 """Serving benchmark: serval vs MLServer (with an onnxruntime runtime) vs Flask + gunicorn + onnxruntime.
 
 Same models (examples/models: mlp 64-48-32-10 and the iris classifier), same KServe v2 JSON bodies (batch 1),
-wrk at concurrency 1/16/64; the server is pinned to CPU 0 and wrk to CPU 1 (taskset). For each server:
+wrk at concurrency 1/16/64; the server is pinned to CPU 0 and the load tool to CPU 1 (taskset). serval is also
+driven over gRPC (`serval-grpc` rows): ModelInfer with raw_input_contents (what tritonclient.grpc sends), same
+model, batch and concurrency, by h2load (one stream per connection, like wrk's connections). For each server:
 requests/s, p50/p99 latency, resident memory after the load (whole process tree), and cold start (process
 start until every model answers ready). For serval also the server overhead per request: CPU time per request
 minus the compute time its own metrics report.
 
 Usage: python bench/server.py [--serval .build/release/serval] [--duration 10] [--concurrency 1,16,64]
-Writes the "Serving" section of bench/RESULTS.md. Needs wrk (apt) and: mlserver==1.7.1 uvloop==0.21.0 flask gunicorn onnxruntime.
+Writes the "Serving" section of bench/RESULTS.md. Needs wrk and h2load (apt: wrk nghttp2-client) and: mlserver==1.7.1 uvloop==0.21.0 flask gunicorn onnxruntime.
 """
 import argparse
 import json
@@ -16,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -95,7 +98,8 @@ def start(kind, args, work):
     port = free_port()
     env = dict(os.environ)
     if kind == "serval":
-        command = [args.serval, "serve", "--model-repository", REPOSITORY, "--http-port", str(port)]
+        args.grpc_port = free_port()
+        command = [args.serval, "serve", "--model-repository", REPOSITORY, "--http-port", str(port), "--grpc-port", str(args.grpc_port)]
     elif kind == "mlserver":
         folder = os.path.join(work, "mlserver")
         os.makedirs(folder, exist_ok=True)
@@ -149,6 +153,56 @@ def wrk(port, model, concurrency, duration, work):
             "requests": requests, "errors": int(errors.group(1)) if errors else 0}
 
 
+def varint(value):
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def protobuf_field(number, payload):
+    """One length-delimited protobuf field (wire type 2)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def grpc_infer_body(model):
+    """A gRPC-framed inference.ModelInferRequest for MODELS[model], its input in raw_input_contents."""
+    spec = MODELS[model]
+    shape = b"".join(varint(d) for d in spec["shape"])  # packed repeated int64
+    tensor = protobuf_field(1, spec["name"].encode()) + protobuf_field(2, spec["datatype"].encode()) + protobuf_field(3, shape)
+    message = (protobuf_field(1, model.encode()) + protobuf_field(5, tensor)
+               + protobuf_field(7, struct.pack(f"<{len(spec['data'])}f", *spec["data"])))
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def h2load(port, model, concurrency, duration, work):
+    """gRPC ModelInfer load with h2load: concurrency connections, one stream each; latencies from its log."""
+    body = os.path.join(work, f"{model}.grpc")
+    with open(body, "wb") as f:
+        f.write(grpc_infer_body(model))
+    log = os.path.join(work, f"{model}-{concurrency}.h2log")
+    output = subprocess.run(
+        ["taskset", "-c", "1", "h2load", "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(duration), "--log-file", log,
+         "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers",
+         f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"],
+        capture_output=True, text=True, check=True).stdout
+    with open(log) as f:
+        samples = sorted(int(line.split("\t")[2]) / 1000 for line in f if line.strip())
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", output)
+    return {"rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", output).group(1)),
+            "p50": samples[len(samples) // 2] if samples else float("nan"),
+            "p99": samples[min(len(samples) - 1, int(len(samples) * 0.99))] if samples else float("nan"),
+            "requests": int(done.group(1)), "errors": int(done.group(3)) + int(done.group(4))}
+
+
+def serval_successes(port, model):
+    """serval's own count of successful requests for a model (gRPC errors still travel as HTTP 200)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{model}/stats") as response:
+        return json.load(response)["model_stats"][0]["inference_stats"]["success"]["count"]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--serval", default=os.path.join(ROOT, ".build", "release", "serval"))
@@ -177,6 +231,8 @@ def main():
                             result["overhead_us"] = (cpu - (compute1[0] - compute0[0])) / served * 1e6
                         rows.append(result)
                         print(json.dumps(result), flush=True)
+                        if kind == "serval":
+                            rows.append(measure_grpc(process, port, args, model, concurrency, work))
             finally:
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -186,11 +242,26 @@ def main():
     write_results(rows, starts, " ".join(["python", "bench/server.py"] + sys.argv[1:]))
 
 
+def measure_grpc(process, port, args, model, concurrency, work):
+    cpu0, compute0, ok0 = cpu_seconds(process.pid), serval_compute(port), serval_successes(port, model)
+    result = h2load(args.grpc_port, model, concurrency, args.duration, work)
+    compute1 = serval_compute(port)
+    served = max(1, compute1[1] - compute0[1])
+    result.update(server="serval-grpc", model=model, concurrency=concurrency, rss=rss_mb(process.pid),
+                  overhead_us=(cpu_seconds(process.pid) - cpu0 - (compute1[0] - compute0[0])) / served * 1e6)
+    # Every request h2load completed must be a success in serval's statistics (gRPC errors are HTTP 200 + trailers).
+    result["errors"] += max(0, result["requests"] - (serval_successes(port, model) - ok0))
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def write_results(rows, starts, command):
     lines = ["## Serving: serval vs MLServer vs Flask+onnxruntime", "",
              f"Command: `{command}` (release build; {time.strftime('%Y-%m-%d')}, shared 2-vCPU machine). Server pinned to CPU 0, "
              "wrk (1 thread) to CPU 1; KServe v2 JSON bodies at batch 1; MLServer 1.7.1 with a small onnxruntime runtime "
              "(bench/servers/mlserver_runtime.py); Flask app under gunicorn with 2 workers (bench/servers/flask_app.py). "
+             "`serval-grpc`: the same serval process over gRPC, ModelInfer with raw_input_contents, driven by h2load (1 thread, "
+             "one stream per connection; errors = requests not counted as successes by serval). "
              "RSS is the whole process tree after the load. Ratios are serval / peer.", "",
              "| model | concurrency | server | req/s | p50 ms | p99 ms | RSS MB | errors | serval overhead µs/req |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -202,12 +273,18 @@ def write_results(rows, starts, command):
               "| model | concurrency | peer | throughput ×| p99 ratio | RSS ratio |", "|---|---|---|---|---|---|"]
     by_key = {(r["server"], r["model"], r["concurrency"]): r for r in rows}
     for (server, model, concurrency), r in by_key.items():
-        if server == "serval":
+        if server.startswith("serval"):
             continue
         s = by_key.get(("serval", model, concurrency))
         if s:
             lines.append(f"| {model} | {concurrency} | {server} | **{s['rps'] / r['rps']:.1f}x** | {s['p99'] / r['p99']:.2f} | "
                          f"{s['rss'] / r['rss']:.2f} |")
+    lines += ["", "serval over gRPC vs serval over REST (same process, model, batch and concurrency):", "",
+              "| model | concurrency | gRPC / REST throughput | gRPC / REST p99 |", "|---|---|---|---|"]
+    for (server, model, concurrency), g in by_key.items():
+        r = by_key.get(("serval", model, concurrency))
+        if server == "serval-grpc" and r:
+            lines.append(f"| {model} | {concurrency} | **{g['rps'] / r['rps']:.2f}x** | {g['p99'] / r['p99']:.2f} |")
     lines += ["", "Cold start (process start → every model ready): " +
               ", ".join(f"{k} {v:.2f} s" for k, v in starts.items()), ""]
     section = "\n".join(lines)

@@ -7,5 +7,6 @@ let package = Package(
     name: "ServalCodegen",
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     ]
 )

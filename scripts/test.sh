@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 # Python venv with the pinned onnx, used to regenerate the backend test data.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, onnxruntime; assert onnx.__version__ == "1.23.2"' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime; assert onnx.__version__ == "1.23.2"' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
@@ -26,8 +26,8 @@ if [ ! -f "$data/.complete" ]; then
 fi
 "$serval" conformance "$data" --allow-list conformance/allow-list.txt
 
-echo "== Interop: tritonclient and TF Serving REST payloads against serval serve"
-scripts/interop/run-http.sh "$serval"
+echo "== Interop: tritonclient (HTTP and gRPC) and TF Serving REST payloads against serval serve"
+scripts/interop/run.sh "$serval"
 
 echo "== swift test"
 swift test --skip-build

@@ -5,7 +5,6 @@ import Prometheus
 import NIOCore
 import ServalServing
 import ServiceLifecycle
-import Synchronization
 
 /// Settings of the HTTP frontend (`serval serve` flags).
 public struct HTTPConfiguration: Sendable {
@@ -17,20 +16,12 @@ public struct HTTPConfiguration: Sendable {
     /// Log each request at info level (off by default: it costs throughput).
     public var accessLog = false
 
-    public init(host: String = "127.0.0.1", port: Int = 8000, maxInputSize: Int = 64 * 1024 * 1024, serverVersion: String = "0.1.0") {
+    public init(host: String = "127.0.0.1", port: Int = 8000, maxInputSize: Int = 64 * 1024 * 1024, serverVersion: String = ServerInfo.version) {
         self.host = host
         self.port = port
         self.maxInputSize = maxInputSize
         self.serverVersion = serverVersion
     }
-}
-
-/// Server-wide state the routes read: whether a graceful shutdown has started (readiness turns false).
-public final class ServerState: Sendable {
-    private let draining = Mutex(false)
-    public init() {}
-    public var isDraining: Bool { draining.withLock { $0 } }
-    public func beginDraining() { draining.withLock { $0 = true } }
 }
 
 /// Builds the Hummingbird application: KServe v2 and TF Serving REST routes over one `ModelManager`.
@@ -58,39 +49,5 @@ public enum HTTPServer {
             services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
-    }
-}
-
-/// Flips readiness to false as soon as graceful shutdown begins, so load balancers stop sending traffic
-/// while in-flight requests finish. List it *after* the application in the service group: groups shut down
-/// in reverse order, so readiness turns false before the HTTP server starts draining.
-public struct DrainOnShutdown: Service {
-    let state: ServerState
-    public init(state: ServerState) { self.state = state }
-    public func run() async throws {
-        try? await gracefulShutdown()
-        state.beginDraining()
-    }
-}
-
-/// `--model-control-mode poll`: re-reads the repository every `interval` until shutdown.
-public struct RepositoryPoller: Service {
-    let manager: ModelManager
-    let interval: Duration
-    let logger: Logger
-
-    public init(manager: ModelManager, interval: Duration, logger: Logger) {
-        self.manager = manager
-        self.interval = interval
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { try await Task.sleep(for: interval) } catch { return }
-                do { try await manager.reconcile() } catch { logger.error("repository poll failed: \(error)") }
-            }
-        }
     }
 }

@@ -28,7 +28,7 @@ enum KServeCodec {
             }
             let bytes = UnsafeRawBufferPointer(rebasing: binary[cursor..<(cursor + size)])
             cursor += size
-            return try BinaryTensor.decode(bytes, dtype: dtype, shape: shape, name: name)
+            return try RawTensorCodec.decode(bytes, dtype: dtype, shape: shape, name: name, source: "binary_data_size")
         }
         if let binary, cursor != binary.count {
             throw ServingError.invalidArgument("request has \(binary.count - cursor) bytes of binary data that no input claims")
@@ -109,7 +109,8 @@ enum KServeCodec {
     static func encodeResponse(_ response: InferenceResponse, binary: BinaryOutputs) -> (json: String, binary: [UInt8]) {
         var payload: [UInt8] = []
         let json = encodeResponse(response) { name, tensor in
-            guard binary.contains(name), let bytes = BinaryTensor.encode(tensor) else { return nil }
+            guard binary.contains(name) else { return nil }
+            let bytes = RawTensorCodec.encode(tensor)
             payload += bytes
             return bytes.count
         }

@@ -14,8 +14,7 @@ struct Routes: Sendable {
     func register(on router: Router<BasicRequestContext>) {
         router.get("/v2/health/live") { _, _ in Response.json("{\"live\":true}") }
         router.get("/v2/health/ready") { _, _ in
-            let allReady = await manager.allReady()
-            let ready = !state.isDraining && allReady
+            let ready = await state.isReady(manager)
             return Response.json("{\"ready\":\(ready)}", status: ready ? .ok : .serviceUnavailable)
         }
         router.get("/v2") { _, _ in
@@ -28,8 +27,7 @@ struct Routes: Sendable {
             }
             router.get(RouterPath(prefix + "/ready")) { _, context in
                 let name = try context.parameters.require("model")
-                let ready: Bool
-                do { _ = try await resolve(context); ready = !state.isDraining } catch let error as ServingError where error.kind == .unavailable { ready = false }
+                let ready = try await state.isReady(manager, model: name, version: context.parameters.get("version"))
                 var json = JSONWriter()
                 json.raw("{\"name\":")
                 json.string(name)

@@ -47,7 +47,8 @@ actor DynamicBatcher {
     let statistics: ModelStatistics
     private var queue: [Pending] = []
     private var busy = 0
-    private var timerArmed = false
+    /// When the pending wake-up fires (nil: none armed). An earlier need replaces a later one.
+    private var timerInstant: ContinuousClock.Instant?
     private var uniqueSignature = 0
 
     init(model: String, settings: Settings, executor: any BatchExecutor, statistics: ModelStatistics) {
@@ -110,12 +111,14 @@ actor DynamicBatcher {
             let waited = now - head.enqueued >= settings.maxQueueDelay
             guard full || preferred || waited else {
                 armTimer(at: head.enqueued + settings.maxQueueDelay)
-                return
+                break
             }
             let batch = picked.map { queue[$0] }
             for index in picked.reversed() { queue.remove(at: index) }
             dispatch(batch, rows: rows, now: now)
         }
+        // Queued requests time out on time even while every instance is busy.
+        if let earliest = queue.lazy.compactMap(\.deadline).min() { armTimer(at: earliest) }
     }
 
     private func failExpired(_ now: ContinuousClock.Instant) {
@@ -128,17 +131,18 @@ actor DynamicBatcher {
     }
 
     private func armTimer(at instant: ContinuousClock.Instant) {
-        guard !timerArmed else { return }
-        timerArmed = true
+        if let armed = timerInstant, armed <= instant { return }
+        timerInstant = instant
         Task {
             try? await Task.sleep(until: instant, clock: .continuous)
-            self.timerFired()
+            self.timerFired(instant)
         }
     }
 
-    private func timerFired() {
-        timerArmed = false
+    private func timerFired(_ instant: ContinuousClock.Instant) {
+        if timerInstant == instant { timerInstant = nil }
         schedule()
+        statistics.setPending(pending)
     }
 
     private func dispatch(_ batch: [Pending], rows: Int, now: ContinuousClock.Instant) {

@@ -3,20 +3,27 @@ import Foundation
 import Logging
 import Metrics
 import Prometheus
+import ServalGRPC
 import ServalHTTP
 import ServalServing
 import ServiceLifecycle
 
-/// `serval serve --model-repository DIR`: KServe v2 and TF Serving REST over a model repository.
+/// `serval serve --model-repository DIR`: KServe v2 REST and gRPC, and TF Serving REST, over a model repository.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Serve the models of a repository over HTTP (KServe v2 and TF Serving REST).")
+        commandName: "serve", abstract: "Serve the models of a repository over HTTP (KServe v2 and TF Serving REST) and gRPC (KServe v2).")
 
     @Option(name: .customLong("model-repository"), help: "Folder with <model>/[config.yaml] and <model>/<version>/model.onnx.")
     var modelRepository: String
 
     @Option(name: .customLong("http-port"), help: "HTTP port (0 picks a free one).")
     var httpPort = 8000
+
+    @Option(name: .customLong("grpc-port"), help: "gRPC port for inference.GRPCInferenceService (0 disables gRPC).")
+    var grpcPort = 8001
+
+    @Option(name: .customLong("grpc-max-message-size"), help: "Largest gRPC request or response message in bytes.")
+    var grpcMaxMessageSize = 64 * 1024 * 1024
 
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
@@ -47,9 +54,10 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--model-control-mode must be none, poll or explicit")
         }
         guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
-        guard repositoryPollSecs > 0, exitTimeoutSecs >= 0, httpMaxInputSize > 0 else {
-            throw ValidationError("--repository-poll-secs and --http-max-input-size must be positive")
+        guard repositoryPollSecs > 0, exitTimeoutSecs >= 0, httpMaxInputSize > 0, grpcMaxMessageSize > 0 else {
+            throw ValidationError("--repository-poll-secs, --http-max-input-size and --grpc-max-message-size must be positive")
         }
+        guard grpcPort >= 0, grpcPort <= 65535, httpPort >= 0, httpPort <= 65535 else { throw ValidationError("ports must be 0-65535") }
     }
 
     func run() async throws {
@@ -65,7 +73,7 @@ struct ServeCommand: AsyncParsableCommand {
         } else {
             try await manager.reconcile()
         }
-        let services: [any Service] = mode == .poll
+        let pollers: [any Service] = mode == .poll
             ? [RepositoryPoller(manager: manager, interval: .seconds(repositoryPollSecs), logger: logger)] : []
         var settings = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
         settings.accessLog = accessLog
@@ -73,13 +81,21 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("cpu budget", metadata: ["cpus": "\(CPUBudget.available())"])
         let state = ServerState()
         let app = HTTPServer.makeApplication(
-            manager: manager, configuration: configuration, state: state, services: services, metrics: registry, logger: logger
+            manager: manager, configuration: configuration, state: state, services: pollers, metrics: registry, logger: logger
         ) { port in
             let models = await manager.readyModels()
             logger.info("serving", metadata: ["http": "\(configuration.host):\(port)", "models": "\(models)"])
         }
-        var groupConfiguration = ServiceGroupConfiguration(
-            services: [app, DrainOnShutdown(state: state)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // The group shuts down in reverse order: readiness flips first, then gRPC and HTTP drain.
+        var services: [any Service] = [app]
+        if grpcPort != 0 {
+            let grpcConfiguration = GRPCConfiguration(host: host, port: grpcPort, maxMessageSize: grpcMaxMessageSize)
+            services.append(GRPCFrontend(manager: manager, configuration: grpcConfiguration, state: state, logger: logger) { port in
+                logger.info("serving", metadata: ["grpc": "\(grpcConfiguration.host):\(port)"])
+            })
+        }
+        services.append(DrainOnShutdown(state: state))
+        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(exitTimeoutSecs)
         try await ServiceGroup(configuration: groupConfiguration).run()
     }

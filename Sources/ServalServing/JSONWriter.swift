@@ -1,15 +1,15 @@
-import ServalServing
 import ServalTensor
 
 /// Builds JSON text directly (no dictionaries, no `JSONEncoder`): tensors are written from their storage.
-struct JSONWriter {
-    private(set) var text = ""
+/// Shared by the frontends (REST bodies, JSON-encoded map outputs on gRPC).
+public struct JSONWriter {
+    public private(set) var text = ""
 
-    init(capacity: Int = 256) { text.reserveCapacity(capacity) }
+    public init(capacity: Int = 256) { text.reserveCapacity(capacity) }
 
-    mutating func raw(_ fragment: String) { text += fragment }
+    public mutating func raw(_ fragment: String) { text += fragment }
 
-    mutating func string(_ value: String) {
+    public mutating func string(_ value: String) {
         text.append("\"")
         for scalar in value.unicodeScalars {
             switch scalar {
@@ -30,7 +30,7 @@ struct JSONWriter {
         return String(repeating: "0", count: max(0, 4 - hex.count)) + hex
     }
 
-    mutating func number(_ value: Double) {
+    public mutating func number(_ value: Double) {
         if value.isNaN { text += "NaN" } else if value.isInfinite { text += value > 0 ? "Infinity" : "-Infinity" } else if value == value.rounded(), abs(value) < 1e15 {
             text += String(Int64(value))
         } else {
@@ -38,11 +38,11 @@ struct JSONWriter {
         }
     }
 
-    mutating func float(_ value: Float) {
+    public mutating func float(_ value: Float) {
         if value.isNaN { text += "NaN" } else if value.isInfinite { text += value > 0 ? "Infinity" : "-Infinity" } else { text += value.description }
     }
 
-    mutating func parameter(_ value: InferenceParameter) {
+    public mutating func parameter(_ value: InferenceParameter) {
         switch value {
         case .bool(let flag): raw(flag ? "true" : "false")
         case .int(let number): raw(String(number))
@@ -51,7 +51,7 @@ struct JSONWriter {
         }
     }
 
-    mutating func parameters(_ values: [String: InferenceParameter]) {
+    public mutating func parameters(_ values: [String: InferenceParameter]) {
         raw("{")
         for (index, key) in values.keys.sorted().enumerated() {
             if index > 0 { raw(",") }
@@ -63,7 +63,7 @@ struct JSONWriter {
     }
 
     /// The elements of `range` of a tensor, comma-separated, as JSON scalars.
-    mutating func elements(_ tensor: Tensor, _ range: Range<Int>) {
+    public mutating func elements(_ tensor: Tensor, _ range: Range<Int>) {
         func each<T: TensorScalar>(_ type: T.Type, _ write: (inout JSONWriter, T) -> Void) {
             tensor.withUnsafeBufferPointer(as: T.self) { buffer in
                 for i in range {
@@ -94,7 +94,7 @@ struct JSONWriter {
     }
 
     /// A tensor as nested JSON arrays following its shape (TF Serving style); a scalar as a bare value.
-    mutating func nested(_ tensor: Tensor, dims: ArraySlice<Int>, offset: Int) {
+    public mutating func nested(_ tensor: Tensor, dims: ArraySlice<Int>, offset: Int) {
         guard let first = dims.first else {
             elements(tensor, offset..<(offset + 1))
             return
@@ -113,7 +113,7 @@ struct JSONWriter {
     }
 
     /// ZipMap output: one JSON object per row, label → probability.
-    mutating func maps(_ maps: MapSequence, rows: Range<Int>) {
+    public mutating func maps(_ maps: MapSequence, rows: Range<Int>) {
         let keys = (try? maps.keys.elementStrings()) ?? []
         maps.values.withUnsafeBufferPointer(as: Float.self) { values in
             for row in rows {

@@ -1,0 +1,151 @@
+import GRPCCore
+import ServalServing
+
+/// `inference.GRPCInferenceService`: the Open Inference Protocol RPCs plus Triton's configuration,
+/// statistics, repository and streaming extensions, over the same `ModelManager` as the REST frontend.
+struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
+    let manager: ModelManager
+    let state: ServerState
+
+    func serverLive(request: Inference_ServerLiveRequest, context: ServerContext) async throws -> Inference_ServerLiveResponse {
+        .with { $0.live = true }
+    }
+
+    func serverReady(request: Inference_ServerReadyRequest, context: ServerContext) async throws -> Inference_ServerReadyResponse {
+        let ready = await state.isReady(manager)
+        return .with { $0.ready = ready }
+    }
+
+    func modelReady(request: Inference_ModelReadyRequest, context: ServerContext) async throws -> Inference_ModelReadyResponse {
+        try await GRPCStatus.mapping {
+            let ready = try await state.isReady(manager, model: try Self.modelName(request.name), version: Self.version(request.version))
+            return .with { $0.ready = ready }
+        }
+    }
+
+    func serverMetadata(request: Inference_ServerMetadataRequest, context: ServerContext) async throws -> Inference_ServerMetadataResponse {
+        .with {
+            $0.name = ServerInfo.name
+            $0.version = ServerInfo.version
+            $0.extensions = ["model_repository", "model_configuration", "statistics"]
+        }
+    }
+
+    func modelMetadata(request: Inference_ModelMetadataRequest, context: ServerContext) async throws -> Inference_ModelMetadataResponse {
+        try await GRPCStatus.mapping {
+            let model = try await resolve(request.name, request.version)
+            return ModelMessages.metadata(model, versions: await manager.readyVersions(of: model.name))
+        }
+    }
+
+    func modelInfer(request: Inference_ModelInferRequest, context: ServerContext) async throws -> Inference_ModelInferResponse {
+        try await GRPCStatus.mapping { try await infer(request) }
+    }
+
+    /// Requests on one stream run concurrently (so they can share a batch); each answer is written as soon
+    /// as it is ready, carrying the request's `id`. A failed request answers with `error_message` and the
+    /// stream goes on.
+    func modelStreamInfer(
+        request: RPCAsyncSequence<Inference_ModelInferRequest, any Error>,
+        response: RPCWriter<Inference_ModelStreamInferResponse>,
+        context: ServerContext
+    ) async throws {
+        let (answers, sink) = AsyncStream.makeStream(of: Inference_ModelStreamInferResponse.self)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await answer in answers { try await response.write(answer) }
+            }
+            do {
+                try await withThrowingDiscardingTaskGroup { requests in
+                    for try await message in request {
+                        requests.addTask {
+                            var answer = Inference_ModelStreamInferResponse()
+                            do {
+                                answer.inferResponse = try await infer(message)
+                            } catch {
+                                answer.errorMessage = GRPCStatus.rpcError(error).message
+                            }
+                            sink.yield(answer)
+                        }
+                    }
+                }
+            } catch {
+                sink.finish()
+                throw GRPCStatus.rpcError(error)
+            }
+            sink.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    func modelConfig(request: Inference_ModelConfigRequest, context: ServerContext) async throws -> Inference_ModelConfigResponse {
+        try await GRPCStatus.mapping {
+            let model = try await resolve(request.name, request.version)
+            return .with { $0.config = ModelMessages.config(model) }
+        }
+    }
+
+    func modelStatistics(request: Inference_ModelStatisticsRequest, context: ServerContext) async throws -> Inference_ModelStatisticsResponse {
+        try await GRPCStatus.mapping {
+            // No name: every ready version of every model; a name (and version): that one, NOT_FOUND if unknown.
+            guard !request.name.isEmpty else { return ModelMessages.statistics(await manager.readyModels(named: nil)) }
+            if request.version.isEmpty {
+                _ = try await manager.resolve(request.name)
+                return ModelMessages.statistics(await manager.readyModels(named: request.name))
+            }
+            return ModelMessages.statistics([try await resolve(request.name, request.version)])
+        }
+    }
+
+    func repositoryIndex(request: Inference_RepositoryIndexRequest, context: ServerContext) async throws -> Inference_RepositoryIndexResponse {
+        try await GRPCStatus.mapping {
+            try Self.checkRepository(request.repositoryName)
+            return ModelMessages.index(await manager.index(), readyOnly: request.ready)
+        }
+    }
+
+    func repositoryModelLoad(request: Inference_RepositoryModelLoadRequest, context: ServerContext) async throws -> Inference_RepositoryModelLoadResponse {
+        try await GRPCStatus.mapping {
+            try Self.checkRepository(request.repositoryName)
+            if let key = request.parameters.keys.sorted().first {
+                throw ServingError(.unsupported, "load parameter '\(key)' is not supported: Serval loads models from the repository folder as they are")
+            }
+            try await manager.load(try Self.modelName(request.modelName))
+            return .init()
+        }
+    }
+
+    func repositoryModelUnload(request: Inference_RepositoryModelUnloadRequest, context: ServerContext) async throws -> Inference_RepositoryModelUnloadResponse {
+        try await GRPCStatus.mapping {
+            try Self.checkRepository(request.repositoryName)
+            try await manager.unload(try Self.modelName(request.modelName))
+            return .init()
+        }
+    }
+
+    // MARK: - Shared steps
+
+    private func infer(_ message: Inference_ModelInferRequest) async throws -> Inference_ModelInferResponse {
+        let model = try await resolve(message.modelName, message.modelVersion)
+        let request = try InferenceCodec.decodeRequest(message)
+        let response = try await model.infer(request)
+        return InferenceCodec.encodeResponse(response, raw: InferenceCodec.wantsRawOutputs(message))
+    }
+
+    private func resolve(_ name: String, _ version: String) async throws -> ServedModel {
+        try await manager.resolve(try Self.modelName(name), version: Self.version(version))
+    }
+
+    private static func modelName(_ name: String) throws -> String {
+        guard !name.isEmpty else { throw ServingError.invalidArgument("a model name is required") }
+        return name
+    }
+
+    /// The protocol's "no version" is the empty string: the server picks the latest ready version.
+    private static func version(_ version: String) -> String? { version.isEmpty ? nil : version }
+
+    /// Serval serves one repository; Triton clients name it with an empty string.
+    private static func checkRepository(_ name: String) throws {
+        guard name.isEmpty else { throw ServingError.invalidArgument("unknown repository '\(name)': Serval serves one repository, named by an empty string") }
+    }
+}
