@@ -177,14 +177,16 @@ def grpc_infer_body(model):
     return b"\x00" + struct.pack(">I", len(message)) + message
 
 
-def h2load(port, model, concurrency, duration, work):
-    """gRPC ModelInfer load with h2load: concurrency connections, one stream each; latencies from its log."""
+def h2load(port, model, concurrency, duration, work, multiplexed=False):
+    """gRPC ModelInfer load with h2load: `concurrency` connections with one stream each, or (multiplexed) one
+    connection with `concurrency` streams, as gRPC clients share a channel; latencies from its log."""
     body = os.path.join(work, f"{model}.grpc")
     with open(body, "wb") as f:
         f.write(grpc_infer_body(model))
     log = os.path.join(work, f"{model}-{concurrency}.h2log")
     output = subprocess.run(
-        ["taskset", "-c", "1", "h2load", "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(duration), "--log-file", log,
+        ["taskset", "-c", "1", "h2load", "-c", "1" if multiplexed else str(concurrency), "-m", str(concurrency) if multiplexed else "1",
+         "-t", "1", "-D", str(duration), "--log-file", log,
          "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers",
          f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"],
         capture_output=True, text=True, check=True).stdout
@@ -227,12 +229,13 @@ def main():
                         if kind == "serval":
                             compute1 = serval_compute(port)
                             cpu = cpu_seconds(process.pid) - cpu0
-                            served = max(1, compute1[1] - compute0[1])
-                            result["overhead_us"] = (cpu - (compute1[0] - compute0[0])) / served * 1e6
+                            result["overhead_us"] = (cpu - (compute1[0] - compute0[0])) / max(1, result["requests"]) * 1e6
                         rows.append(result)
                         print(json.dumps(result), flush=True)
                         if kind == "serval":
-                            rows.append(measure_grpc(process, port, args, model, concurrency, work))
+                            rows.append(measure_grpc(process, port, args, model, concurrency, work, multiplexed=False))
+                            if concurrency > 1:
+                                rows.append(measure_grpc(process, port, args, model, concurrency, work, multiplexed=True))
             finally:
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -242,13 +245,12 @@ def main():
     write_results(rows, starts, " ".join(["python", "bench/server.py"] + sys.argv[1:]))
 
 
-def measure_grpc(process, port, args, model, concurrency, work):
+def measure_grpc(process, port, args, model, concurrency, work, multiplexed):
     cpu0, compute0, ok0 = cpu_seconds(process.pid), serval_compute(port), serval_successes(port, model)
-    result = h2load(args.grpc_port, model, concurrency, args.duration, work)
+    result = h2load(args.grpc_port, model, concurrency, args.duration, work, multiplexed)
     compute1 = serval_compute(port)
-    served = max(1, compute1[1] - compute0[1])
-    result.update(server="serval-grpc", model=model, concurrency=concurrency, rss=rss_mb(process.pid),
-                  overhead_us=(cpu_seconds(process.pid) - cpu0 - (compute1[0] - compute0[0])) / served * 1e6)
+    result.update(server="serval-grpc-1conn" if multiplexed else "serval-grpc", model=model, concurrency=concurrency, rss=rss_mb(process.pid),
+                  overhead_us=(cpu_seconds(process.pid) - cpu0 - (compute1[0] - compute0[0])) / max(1, result["requests"]) * 1e6)
     # Every request h2load completed must be a success in serval's statistics (gRPC errors are HTTP 200 + trailers).
     result["errors"] += max(0, result["requests"] - (serval_successes(port, model) - ok0))
     print(json.dumps(result), flush=True)
@@ -261,7 +263,10 @@ def write_results(rows, starts, command):
              "wrk (1 thread) to CPU 1; KServe v2 JSON bodies at batch 1; MLServer 1.7.1 with a small onnxruntime runtime "
              "(bench/servers/mlserver_runtime.py); Flask app under gunicorn with 2 workers (bench/servers/flask_app.py). "
              "`serval-grpc`: the same serval process over gRPC, ModelInfer with raw_input_contents, driven by h2load (1 thread, "
-             "one stream per connection; errors = requests not counted as successes by serval). "
+             "one stream per connection, like wrk's connections); `serval-grpc-1conn`: the same load as concurrent streams on one "
+             "connection, as gRPC clients share a channel. gRPC errors travel as HTTP 200 with a grpc-status trailer, so errors = "
+             "requests h2load completed that serval did not count as successes. Overhead = server CPU per request minus the "
+             "compute time serval's own metrics report, per request. "
              "RSS is the whole process tree after the load. Ratios are serval / peer.", "",
              "| model | concurrency | server | req/s | p50 ms | p99 ms | RSS MB | errors | serval overhead µs/req |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -280,11 +285,11 @@ def write_results(rows, starts, command):
             lines.append(f"| {model} | {concurrency} | {server} | **{s['rps'] / r['rps']:.1f}x** | {s['p99'] / r['p99']:.2f} | "
                          f"{s['rss'] / r['rss']:.2f} |")
     lines += ["", "serval over gRPC vs serval over REST (same process, model, batch and concurrency):", "",
-              "| model | concurrency | gRPC / REST throughput | gRPC / REST p99 |", "|---|---|---|---|"]
+              "| model | concurrency | gRPC rows | gRPC / REST throughput | gRPC / REST p99 |", "|---|---|---|---|---|"]
     for (server, model, concurrency), g in by_key.items():
         r = by_key.get(("serval", model, concurrency))
-        if server == "serval-grpc" and r:
-            lines.append(f"| {model} | {concurrency} | **{g['rps'] / r['rps']:.2f}x** | {g['p99'] / r['p99']:.2f} |")
+        if server.startswith("serval-grpc") and r:
+            lines.append(f"| {model} | {concurrency} | {server} | **{g['rps'] / r['rps']:.2f}x** | {g['p99'] / r['p99']:.2f} |")
     lines += ["", "Cold start (process start → every model ready): " +
               ", ".join(f"{k} {v:.2f} s" for k, v in starts.items()), ""]
     section = "\n".join(lines)

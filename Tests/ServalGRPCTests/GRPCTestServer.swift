@@ -14,6 +14,8 @@ struct GRPCTestServer {
     let health: Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix>
     let manager: ModelManager
     let state: ServerState
+    /// The service group running the frontend (and the readiness flipper), for shutdown tests.
+    let group: ServiceGroup
 
     static let testsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 
@@ -62,7 +64,7 @@ struct GRPCTestServer {
             ) { client in
                 try await body(GRPCTestServer(
                     inference: Inference_GRPCInferenceService.Client(wrapping: client), health: Grpc_Health_V1_Health.Client(wrapping: client),
-                    manager: manager, state: state))
+                    manager: manager, state: state, group: group))
             }
             outcome = .success(())
         } catch {

@@ -226,6 +226,20 @@ import Testing
         }
     }
 
+    @Test func inFlightCallFinishesAfterGracefulShutdownBegins() async throws {
+        let gate = BatchGate()
+        try await GRPCTestServer.with(executorWrapper: { GatedExecutor(inner: $0, gate: gate) }) { server in
+            let inFlight = Task { try await server.inference.modelInfer(Requests.mlp(rows: 1, id: "in-flight")) }
+            await gate.waitUntilStarted()
+            await server.group.triggerGracefulShutdown()
+            while !server.state.isDraining { await Task.yield() }
+            await gate.release()
+            let answer = try await inFlight.value
+            #expect(answer.id == "in-flight")
+            #expect(answer.outputs.first?.shape == [1, 10])
+        }
+    }
+
     @Test func streamAnswersEveryRequestAndReportsErrorsInBand() async throws {
         try await GRPCTestServer.with { server in
             let unary = try await server.inference.modelInfer(Requests.mlp(rows: 1))
