@@ -225,6 +225,20 @@ private struct Rule {
             return [.tensor(dtype: dtype(0), shape: unknownDims(op == "GatherElements" ? shape(1)?.count : shape(0)?.count))]
         case "Split":
             return node.outputs.map { _ in .tensor(dtype: dtype(0), shape: unknownDims(shape(0)?.count)) }
+        case "IsNaN", "IsInf":
+            return [.tensor(dtype: .bool, shape: shape(0))]
+        case "Trilu", "CumSum":
+            return [.tensor(dtype: dtype(0), shape: shape(0))]
+        case "DequantizeLinear":
+            return [.tensor(dtype: dtype(1) ?? .float32, shape: shape(0))]
+        case "QuantizeLinear":
+            return [.tensor(dtype: node.inputs.count > 2 && !node.inputs[2].isEmpty ? dtype(2) : .uint8, shape: shape(0))]
+        case "DynamicQuantizeLinear":
+            return [.tensor(dtype: .uint8, shape: shape(0)), .tensor(dtype: .float32, shape: []), .tensor(dtype: .uint8, shape: [])]
+        case "MatMulInteger":
+            return [.tensor(dtype: .int32, shape: nil)]
+        case "QLinearMatMul":
+            return [.tensor(dtype: dtype(7), shape: nil)]
         case "ai.onnx.ml:LinearClassifier", "ai.onnx.ml:TreeEnsembleClassifier":
             let rows = shape(0)?.first ?? .unknown
             let stringLabels = node.attributes["classlabels_strings"] != nil

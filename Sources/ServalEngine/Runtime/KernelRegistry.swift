@@ -149,6 +149,9 @@ public struct KernelRegistry: Sendable {
         registerReduce(into: &registry)
         registerShapeOps(into: &registry)
         registerTensorOps(into: &registry)
+        registerSelection(into: &registry)
+        registerQuantization(into: &registry)
+        registerEinsum(into: &registry)
         registerMLOps(into: &registry)
         return registry
     }()
