@@ -26,6 +26,8 @@ import models  # noqa: E402
 from results import write_section  # noqa: E402
 
 WORK = os.path.join(ROOT, ".build", "bench-engine")
+CLASSIC = "## Engine: serval vs onnxruntime"
+TRANSFORMER = "## Engine: transformer encoder, serval vs onnxruntime"
 
 
 def build_models():
@@ -45,14 +47,20 @@ def build_models():
     def rows(data, n):
         return data[rng.integers(0, len(data), n)].astype(np.float32)
 
-    # name, model, input name, input maker(batch), batches
+    def single(name, make):
+        return lambda b: {name: make(b)}
+
+    # section, name, model, input maker(batch) -> feeds, batches
     return [
-        ("mlp_784_512_512_10", models.mlp_gemm([784, 512, 512, 10]), "input",
-         lambda b: rng.standard_normal((b, 784)).astype(np.float32), [1, 64, 256]),
-        ("resnet18_224", models.resnet18(), "input", lambda b: rng.standard_normal((b, 3, 224, 224)).astype(np.float32), [1]),
-        ("mobilenet_v2_224", models.mobilenet_v2(), "input", lambda b: rng.standard_normal((b, 3, 224, 224)).astype(np.float32), [1]),
-        ("random_forest_100_digits", sklearn(forest, digits.data), "X", lambda b: rows(digits.data, b), [1, 1000]),
-        ("gradient_boosting_100_breast_cancer", sklearn(boosting, cancer.data), "X", lambda b: rows(cancer.data, b), [1, 1000]),
+        (CLASSIC, "mlp_784_512_512_10", models.mlp_gemm([784, 512, 512, 10]),
+         single("input", lambda b: rng.standard_normal((b, 784)).astype(np.float32)), [1, 64, 256]),
+        (CLASSIC, "resnet18_224", models.resnet18(), single("input", lambda b: rng.standard_normal((b, 3, 224, 224)).astype(np.float32)), [1]),
+        (CLASSIC, "mobilenet_v2_224", models.mobilenet_v2(),
+         single("input", lambda b: rng.standard_normal((b, 3, 224, 224)).astype(np.float32)), [1]),
+        (CLASSIC, "random_forest_100_digits", sklearn(forest, digits.data), single("X", lambda b: rows(digits.data, b)), [1, 1000]),
+        (CLASSIC, "gradient_boosting_100_breast_cancer", sklearn(boosting, cancer.data), single("X", lambda b: rows(cancer.data, b)), [1, 1000]),
+        # The encoder: 6 layers, hidden 384, 12 heads, vocabulary 30522; batch 1 x sequence 128, padded rows.
+        (TRANSFORMER, "bert_6x384_seq128", models.bert_encoder(), lambda b: models.bert_inputs(b, 128, 30522), [1]),
     ]
 
 
@@ -83,26 +91,28 @@ def main():
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     rows = []
-    for name, model, input_name, make_input, batches in build_models():
+    for section, name, model, make_feeds, batches in build_models():
         if args.only and args.only not in name:
             continue
         path = os.path.join(WORK, f"{name}.onnx")
         onnx.save(model, path)
         for threads in [int(t) for t in args.threads.split(",")]:
             for batch in batches:
-                data = os.path.join(WORK, f"{name}_b{batch}.npy")
-                np.save(data, make_input(batch))
-                feed = f"{input_name}={data}"
+                feeds = []
+                for input_name, value in make_feeds(batch).items():
+                    data = os.path.join(WORK, f"{name}_b{batch}_{input_name}.npy")
+                    np.save(data, value)
+                    feeds.append(f"{input_name}={data}")
                 serval, reference = [], []
                 load = foreign_load()
                 for _ in range(args.rounds):
-                    serval.append(run_json([args.serval, "bench", path, "--input", feed, "--threads", str(threads),
-                                            "--seconds", str(args.seconds), "--json"]))
+                    serval.append(run_json([args.serval, "bench", path] + [a for f in feeds for a in ("--input", f)]
+                                           + ["--threads", str(threads), "--seconds", str(args.seconds), "--json"]))
                     reference.append(run_json([sys.executable, os.path.join(HERE, "ort_bench.py"), path, str(threads),
-                                               str(args.seconds), feed]))
+                                               str(args.seconds)] + feeds))
                 s = min(serval, key=lambda r: r["median_ms"])
                 r = min(reference, key=lambda r: r["median_ms"])
-                row = {"model": name, "batch": batch, "threads": threads, "serval_ms": s["median_ms"], "ort_ms": r["median_ms"],
+                row = {"section": section, "model": name, "batch": batch, "threads": threads, "serval_ms": s["median_ms"], "ort_ms": r["median_ms"],
                        "ratio": s["median_ms"] / r["median_ms"], "serval_p90": s["p90_ms"], "ort_p90": r["p90_ms"],
                        "serval_rss": max(x["peak_rss_mb"] for x in serval), "ort_rss": max(x["peak_rss_mb"] for x in reference),
                        "load": load}
@@ -111,10 +121,17 @@ def main():
     write_results(rows, " ".join(["python", "bench/engine.py"] + sys.argv[1:]))
 
 
-def write_results(rows, command):
+def write_results(all_rows, command):
+    for heading in (CLASSIC, TRANSFORMER):
+        rows = [r for r in all_rows if r["section"] == heading]
+        if rows:
+            write_table(heading, rows, command)
+
+
+def write_table(heading, rows, command):
     import onnxruntime
     lines = [
-        "## Engine: serval vs onnxruntime",
+        heading,
         "",
         f"Command: `{command}` (release build; onnxruntime {onnxruntime.__version__}, CPUExecutionProvider, sequential).",
         f"Measured {time.strftime('%Y-%m-%d')} on a shared 2-vCPU machine; each cell alternates serval and onnxruntime "
@@ -129,7 +146,7 @@ def write_results(rows, command):
         lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['serval_ms']:.3f} | {r['ort_ms']:.3f} | **{r['ratio']:.2f}x** | "
                      f"{r['serval_p90']:.3f} | {r['ort_p90']:.3f} | {r['serval_rss']:.0f} | {r['ort_rss']:.0f} | {r['load'] * 100:.0f}% |")
     section = "\n".join(lines) + "\n"
-    write_section("## Engine: serval vs onnxruntime", section)
+    write_section(heading, section)
     print(section)
 
 

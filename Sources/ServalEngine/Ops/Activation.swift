@@ -127,6 +127,8 @@ enum UnaryOp: Sendable {
         case .clip(let low, let high): clamp(input, output, count, low: low, high: high)
         case .hardSigmoid(let alpha, let beta):
             for i in 0..<count { output[i] = Swift.max(0, Swift.min(1, alpha * input[i] + beta)) }
+        case .erf: VectorMath.map(input, output, count, VectorMath.erf)
+        case .gelu(false): VectorMath.map(input, output, count) { x in 0.5 * x * (1 + VectorMath.erf(x * 0.7071067811865476)) }
         default: for i in 0..<count { output[i] = apply(input[i]) }
         }
     }
@@ -230,6 +232,14 @@ func softmax(_ kind: SoftmaxKind, _ x: Tensor, axis rawAxis: Int, coerceTo2D: Bo
                     switch kind {
                     case .hardmax:
                         for j in 0..<n { output[base + j * inner] = j == argmax ? 1 : 0 }
+                    case .softmax where inner == 1:
+                        // The last-axis case (attention scores): contiguous, eight lanes at a time.
+                        let row = input + base, result = output + base
+                        VectorMath.map(row, result, n) { VectorMath.expNonPositive($0 - maxValue) }
+                        var sum: Float = 0
+                        for j in 0..<n { sum += result[j] }
+                        let scale = 1 / sum
+                        for j in 0..<n { result[j] *= scale }
                     case .softmax:
                         var sum: Float = 0
                         for j in 0..<n {
