@@ -223,6 +223,10 @@ func softmax(_ kind: SoftmaxKind, _ x: Tensor, axis rawAxis: Int, coerceTo2D: Bo
                 for i in 0..<inner {
                     let base = o * n * inner + i
                     guard n > 0 else { continue }
+                    if kind == .softmax && inner == 1 {
+                        softmaxRow(input + base, output + base, n)
+                        continue
+                    }
                     var maxValue = input[base]
                     var argmax = 0
                     for j in 1..<max(n, 1) where input[base + j * inner] > maxValue {
@@ -232,14 +236,6 @@ func softmax(_ kind: SoftmaxKind, _ x: Tensor, axis rawAxis: Int, coerceTo2D: Bo
                     switch kind {
                     case .hardmax:
                         for j in 0..<n { output[base + j * inner] = j == argmax ? 1 : 0 }
-                    case .softmax where inner == 1:
-                        // The last-axis case (attention scores): contiguous, eight lanes at a time.
-                        let row = input + base, result = output + base
-                        VectorMath.map(row, result, n) { VectorMath.expNonPositive($0 - maxValue) }
-                        var sum: Float = 0
-                        for j in 0..<n { sum += result[j] }
-                        let scale = 1 / sum
-                        for j in 0..<n { result[j] *= scale }
                     case .softmax:
                         var sum: Float = 0
                         for j in 0..<n {
@@ -260,6 +256,44 @@ func softmax(_ kind: SoftmaxKind, _ x: Tensor, axis rawAxis: Int, coerceTo2D: Bo
         }
     }
     return out
+}
+
+/// Softmax of one contiguous row (the last-axis case: attention scores), eight lanes at a time.
+@inline(__always)
+private func softmaxRow(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ n: Int) {
+    var maxLanes = SIMD8<Float>(repeating: -.infinity)
+    var nan = SIMDMask<SIMD8<Int32>>()
+    var j = 0
+    while j + 8 <= n {
+        let v = UnsafeRawPointer(input + j).loadUnaligned(as: SIMD8<Float>.self)
+        maxLanes.replace(with: v, where: v .> maxLanes)
+        nan = nan .| (v .!= v)
+        j += 8
+    }
+    var maxValue = maxLanes.max()
+    while j < n {
+        if input[j] > maxValue { maxValue = input[j] }
+        if input[j].isNaN { nan[0] = true }
+        j += 1
+    }
+    if any(nan) { maxValue = .nan }  // a NaN anywhere makes the whole row NaN, as in onnxruntime
+    VectorMath.map(input, output, n) { VectorMath.expNonPositive($0 - maxValue) }
+    var sumLanes = SIMD8<Float>()
+    j = 0
+    while j + 8 <= n {
+        sumLanes += UnsafeRawPointer(output + j).loadUnaligned(as: SIMD8<Float>.self)
+        j += 8
+    }
+    var sum = sumLanes.sum()
+    while j < n { sum += output[j]; j += 1 }
+    let scale = 1 / sum
+    j = 0
+    while j + 8 <= n {
+        let v = UnsafeRawPointer(output + j).loadUnaligned(as: SIMD8<Float>.self) * scale
+        UnsafeMutableRawPointer(output + j).storeBytes(of: v, as: SIMD8<Float>.self)
+        j += 8
+    }
+    while j < n { output[j] *= scale; j += 1 }
 }
 
 /// ONNX Clip: bounds from attributes (opset < 11) or optional inputs (opset 11+).

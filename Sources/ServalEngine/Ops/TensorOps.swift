@@ -8,8 +8,43 @@ func transpose(_ x: Tensor, perm: [Int]?, _ context: RunContext) throws -> Tenso
     let strides = Shape.strides(x.shape)
     let outShape = perm.map { x.shape[$0] }
     if perm == Array(0..<x.rank) { return x }
+    // Axes that keep their place at the end (e.g. the head dimension in [0, 2, 1, 3]) move as contiguous runs.
+    var kept = x.rank
+    while kept > 0 && perm[kept - 1] == kept - 1 { kept -= 1 }
+    if kept < x.rank && x.dtype != .string {
+        return transposeRuns(x, perm: perm, outShape: outShape, strides: strides, leading: kept, context)
+    }
     let indices = ElementCopy.stridedIndices(outputShape: outShape, strides: perm.map { strides[$0] })
     return try ElementCopy.gather(x, indices: indices, shape: outShape, context)
+}
+
+/// Transpose when the last `rank - leading` axes stay in place: one memcpy per run of those axes.
+private func transposeRuns(_ x: Tensor, perm: [Int], outShape: [Int], strides: [Int], leading: Int, _ context: RunContext) -> Tensor {
+    let run = x.shape[leading...].reduce(1, *) * x.dtype.byteSize
+    let runs = outShape[..<leading].reduce(1, *)
+    let sourceStrides = perm[..<leading].map { strides[$0] * x.dtype.byteSize }
+    var out = context.allocate(x.dtype, outShape)
+    x.withUnsafeRawBytes { source in
+        out.withUnsafeMutableRawBytes { target in
+            guard run > 0, runs > 0 else { return }
+            var index = [Int](repeating: 0, count: leading)
+            var offset = 0
+            for r in 0..<runs {
+                (target.baseAddress! + r * run).copyMemory(from: source.baseAddress! + offset, byteCount: run)
+                // Odometer over the leading output axes, keeping the source offset in step.
+                var axis = leading - 1
+                while axis >= 0 {
+                    index[axis] += 1
+                    offset += sourceStrides[axis]
+                    if index[axis] < outShape[axis] { break }
+                    offset -= sourceStrides[axis] * outShape[axis]
+                    index[axis] = 0
+                    axis -= 1
+                }
+            }
+        }
+    }
+    return out
 }
 
 func concat(_ tensors: [Tensor], axis rawAxis: Int, _ context: RunContext) throws -> Tensor {
