@@ -34,6 +34,23 @@ public enum Shape {
         return result
     }
 
+    /// Batched matrix products over broadcast batch dimensions: for each batch `index` of `batch`, the matrix
+    /// index of each operand (their batch shapes `a` and `b`, right-aligned and broadcast to `batch`).
+    public static func broadcastBatchPairs(_ a: [Int], _ b: [Int], to batch: [Int]) -> [(a: Int, b: Int)] {
+        let stridesA = broadcastStrides(a, to: batch), stridesB = broadcastStrides(b, to: batch)
+        let outer = strides(batch)
+        return (0..<batch.reduce(1, *)).map { index in
+            var offsetA = 0, offsetB = 0, rest = index
+            for axis in 0..<batch.count {
+                let position = rest / outer[axis]
+                rest %= outer[axis]
+                offsetA += position * stridesA[axis]
+                offsetB += position * stridesB[axis]
+            }
+            return (offsetA, offsetB)
+        }
+    }
+
     /// Maps a possibly negative axis into 0..<rank, or nil when out of range.
     public static func normalize(axis: Int, rank: Int) -> Int? {
         let value = axis < 0 ? axis + rank : axis

@@ -182,17 +182,7 @@ struct MatMulKernel: Kernel {
                         BLAS.sgemm(transA: false, transB: false, m: batchCount * m, n: n, k: k,
                                    a: pa.baseAddress!, lda: k, b: pb.baseAddress!, ldb: n, c: po.baseAddress!, ldc: n)
                     } else {
-                        let stridesA = Shape.broadcastStrides(batchA, to: batch)
-                        let stridesB = Shape.broadcastStrides(batchB, to: batch)
-                        let outerStrides = Shape.strides(batch)
-                        for index in 0..<batchCount {
-                            var offsetA = 0, offsetB = 0, rest = index
-                            for axis in 0..<batch.count {
-                                let position = rest / outerStrides[axis]
-                                rest %= outerStrides[axis]
-                                offsetA += position * stridesA[axis]
-                                offsetB += position * stridesB[axis]
-                            }
+                        for (index, (offsetA, offsetB)) in Shape.broadcastBatchPairs(batchA, batchB, to: batch).enumerated() {
                             BLAS.sgemm(transA: false, transB: false, m: m, n: n, k: k,
                                        a: pa.baseAddress! + offsetA * m * k, lda: k,
                                        b: pb.baseAddress! + offsetB * k * n, ldb: n,

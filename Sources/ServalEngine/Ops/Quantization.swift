@@ -137,20 +137,12 @@ func integerMatMul(_ a: Tensor, _ aZero: Tensor?, _ b: Tensor, _ bZero: Tensor?,
     }
     let batchCount = batch.reduce(1, *)
     var output = [Int32](repeating: 0, count: batchCount * m * n)
-    let stridesA = Shape.broadcastStrides(batchA, to: batch), stridesB = Shape.broadcastStrides(batchB, to: batch)
-    let outer = Shape.strides(batch)
+    let pairs = Shape.broadcastBatchPairs(batchA, batchB, to: batch)
     left.withUnsafeBufferPointer { pa in
         transposed.withUnsafeBufferPointer { pb in
             output.withUnsafeMutableBufferPointer { pc in
                 let pa = pa.baseAddress!, pb = pb.baseAddress!, pc = pc.baseAddress!
-                for index in 0..<batchCount {
-                    var offsetA = 0, offsetB = 0, rest = index
-                    for axis in 0..<batch.count {
-                        let position = rest / outer[axis]
-                        rest %= outer[axis]
-                        offsetA += position * stridesA[axis]
-                        offsetB += position * stridesB[axis]
-                    }
+                for (index, (offsetA, offsetB)) in pairs.enumerated() {
                     let matrixA = pa + offsetA * m * k, matrixB = pb + offsetB * k * n, matrixC = pc + index * m * n
                     context.parallelFor(m) { row in
                         let rowA = matrixA + row * k
