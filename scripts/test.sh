@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, then swift test.
+# The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, the full-size encoder
+# golden check, interop with the peers' clients, then swift test.
 # Needs a Debian machine with the Swift toolchain; installs what is missing (apt, a Python venv in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ if [ ! -f "$data/.complete" ]; then
   touch "$data/.complete"
 fi
 "$serval" conformance "$data" --allow-list conformance/allow-list.txt
+
+echo "== Golden: full-size BERT-style encoder against onnxruntime"
+.venv/bin/python scripts/golden/bert_encoder.py "$serval" .build/golden-bert
 
 echo "== Interop: tritonclient (HTTP and gRPC) and TF Serving REST payloads against serval serve"
 scripts/interop/run.sh "$serval"
