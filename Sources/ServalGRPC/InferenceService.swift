@@ -39,7 +39,7 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
     }
 
     func modelInfer(request: Inference_ModelInferRequest, context: ServerContext) async throws -> Inference_ModelInferResponse {
-        try await GRPCStatus.mapping { try await infer(request) }
+        try await GRPCStatus.mapping { try await cancellable { try await infer(request) } }
     }
 
     /// Requests on one stream run concurrently (so they can share a batch); each answer is written as soon
@@ -49,6 +49,12 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
         request: RPCAsyncSequence<Inference_ModelInferRequest, any Error>,
         response: RPCWriter<Inference_ModelStreamInferResponse>,
         context: ServerContext
+    ) async throws {
+        try await cancellable { try await streamInfer(request, response) }
+    }
+
+    private func streamInfer(
+        _ request: RPCAsyncSequence<Inference_ModelInferRequest, any Error>, _ response: RPCWriter<Inference_ModelStreamInferResponse>
     ) async throws {
         let (answers, sink) = AsyncStream.makeStream(of: Inference_ModelStreamInferResponse.self)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -124,6 +130,17 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
     }
 
     // MARK: - Shared steps
+
+    /// Runs `body` in a task that is cancelled when the RPC is (its deadline passed or the client went away),
+    /// so a queued request leaves the model's queue instead of running later for nobody.
+    private func cancellable<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let work = Task { try await body() }
+        return try await withRPCCancellationHandler {
+            try await work.value
+        } onCancelRPC: {
+            work.cancel()
+        }
+    }
 
     private func infer(_ message: Inference_ModelInferRequest) async throws -> Inference_ModelInferResponse {
         let model = try await resolve(message.modelName, message.modelVersion)

@@ -6,7 +6,7 @@ import ServalServing
 enum ErrorResponses {
     static func status(_ kind: ServingError.Kind) -> HTTPResponse.Status {
         switch kind {
-        case .invalidArgument, .unsupported: return .badRequest
+        case .invalidArgument, .unsupported, .cancelled: return .badRequest
         case .notFound: return .notFound
         case .unavailable, .resourceExhausted: return .serviceUnavailable
         case .payloadTooLarge: return .contentTooLarge

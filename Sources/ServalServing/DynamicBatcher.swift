@@ -23,6 +23,7 @@ actor DynamicBatcher {
     }
 
     private final class Pending: Sendable {
+        let id: Int
         let inputs: [String: Tensor]
         let rows: Int
         let signature: String
@@ -30,8 +31,9 @@ actor DynamicBatcher {
         let deadline: ContinuousClock.Instant?
         let continuation: CheckedContinuation<[String: Value], Error>
 
-        init(inputs: [String: Tensor], rows: Int, signature: String, enqueued: ContinuousClock.Instant,
+        init(id: Int, inputs: [String: Tensor], rows: Int, signature: String, enqueued: ContinuousClock.Instant,
              deadline: ContinuousClock.Instant?, continuation: CheckedContinuation<[String: Value], Error>) {
+            self.id = id
             self.inputs = inputs
             self.rows = rows
             self.signature = signature
@@ -50,6 +52,7 @@ actor DynamicBatcher {
     /// When the pending wake-up fires (nil: none armed). An earlier need replaces a later one.
     private var timerInstant: ContinuousClock.Instant?
     private var uniqueSignature = 0
+    private var nextID = 0
 
     init(model: String, settings: Settings, executor: any BatchExecutor, statistics: ModelStatistics) {
         self.model = model
@@ -85,11 +88,32 @@ actor DynamicBatcher {
             signature = "#\(uniqueSignature)"
         }
         let deadline = (timeout ?? settings.defaultTimeout).map { now + $0 }
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.append(Pending(inputs: inputs, rows: rows, signature: signature, enqueued: now, deadline: deadline, continuation: continuation))
-            schedule()
-            statistics.setPending(pending)
+        nextID += 1
+        let id = nextID
+        // A caller that goes away (gRPC deadline, cancelled task) takes its request out of the queue; once its
+        // batch is running it finishes, and the answer is dropped.
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard !Task.isCancelled else {
+                    continuation.resume(throwing: ServingError(.cancelled, "request to model '\(model)' was cancelled"))
+                    return
+                }
+                queue.append(Pending(id: id, inputs: inputs, rows: rows, signature: signature, enqueued: now, deadline: deadline,
+                                     continuation: continuation))
+                schedule()
+                statistics.setPending(pending)
+            }
+        } onCancel: {
+            Task { await self.cancel(id) }
         }
+    }
+
+    private func cancel(_ id: Int) {
+        guard let index = queue.firstIndex(where: { $0.id == id }) else { return }
+        let request = queue.remove(at: index)
+        statistics.recordRequest(success: false, totalNs: nanoseconds(ContinuousClock.now - request.enqueued), queueNs: 0, failure: "cancelled")
+        request.continuation.resume(throwing: ServingError(.cancelled, "request to model '\(model)' was cancelled while queued"))
+        statistics.setPending(pending)
     }
 
     /// Forms and dispatches batches while instances are free.

@@ -12,6 +12,8 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
         case payloadTooLarge
         /// Request timed out in the queue (504 / DEADLINE_EXCEEDED).
         case deadlineExceeded
+        /// The caller went away (deadline passed, call cancelled) before the request ran (400 / CANCELLED).
+        case cancelled
         /// Operation not allowed in this mode (e.g. load/unload without explicit control).
         case unsupported
         /// Our own bug (500 / INTERNAL).

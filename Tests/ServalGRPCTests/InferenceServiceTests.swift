@@ -226,6 +226,27 @@ import Testing
         }
     }
 
+    @Test func callPastItsDeadlineLeavesTheQueue() async throws {
+        let gate = BatchGate()
+        try await GRPCTestServer.with(executorWrapper: { GatedExecutor(inner: $0, gate: gate) }) { server in
+            let mlp = try await server.manager.resolve("mlp")
+            let held = Task { try await server.inference.modelInfer(Requests.mlp(rows: 1)) }
+            await gate.waitUntilStarted()
+            var options = CallOptions.defaults
+            options.timeout = .milliseconds(20)
+            let expired = await GRPCTestServer.status {
+                _ = try await server.inference.modelInfer(Requests.mlp(rows: 1), options: options)
+            }
+            #expect(expired?.code == .deadlineExceeded)
+            // The server drops the queued request instead of running it later for nobody.
+            while await mlp.pendingRequests > 1 { await Task.yield() }
+            #expect(await mlp.pendingRequests == 1)
+            await gate.release()
+            _ = try await held.value
+            #expect(mlp.statistics.snapshot.failures["cancelled"] == 1)
+        }
+    }
+
     @Test func inFlightCallFinishesAfterGracefulShutdownBegins() async throws {
         let gate = BatchGate()
         try await GRPCTestServer.with(executorWrapper: { GatedExecutor(inner: $0, gate: gate) }) { server in

@@ -143,6 +143,19 @@ struct DynamicBatcherTests {
         _ = try await running.value
     }
 
+    @Test func cancelledCallerLeavesTheQueue() async throws {
+        let (served, executor, running) = try await Self.busyModel()
+        let queued = Task { try await served.infer(Self.request(rows: 1, width: 7)) }
+        await Self.waitForPending(served, 2)
+        queued.cancel()
+        await #expect { try await queued.value } throws: { error in (error as? ServingError)?.kind == .cancelled }
+        #expect(await served.pendingRequests == 1)
+        #expect(served.statistics.snapshot.failures["cancelled"] == 1)
+        await executor.release()
+        _ = try await running.value
+        #expect(await executor.batches.count == 1)  // the cancelled request never ran
+    }
+
     @Test func rejectsBatchLargerThanMaxBatchSize() async throws {
         var config = ModelConfig()
         config.maxBatchSize = 4
