@@ -17,6 +17,7 @@ public struct Optimizer: Sendable {
             try foldConstants(&graph, registry: registry)
         }
         try foldBatchNormIntoConv(&graph)
+        fuseLayerNormalization(&graph)
         fuseMatMulBias(&graph)
         fuseActivations(&graph)
         removeDeadNodes(&graph)
@@ -204,6 +205,64 @@ func fuseMatMulBias(_ graph: inout Graph) {
         removed.insert(reader[0])
     }
     graph.nodes = graph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+}
+
+/// LayerNormalization written out as older exporters do (before opset 17) becomes one LayerNormalization node:
+/// m = ReduceMean(x, [-1]); d = x - m; v = ReduceMean(d ^ 2, [-1]); y = d / Sqrt(v + eps) * gamma + beta.
+func fuseLayerNormalization(_ graph: inout Graph) {
+    let outputs = Set(graph.outputs.map(\.name))
+    let readers = consumers(graph)
+    /// The single standard-domain reader of `value` with op `op` (the value must not be a graph output).
+    func onlyReader(_ value: String, _ op: String, readers count: Int = 1) -> (Int, Node)? {
+        guard !outputs.contains(value), let list = readers[value], list.count == count else { return nil }
+        for index in list where graph.nodes[index].domain.isEmpty && graph.nodes[index].opType == op { return (index, graph.nodes[index]) }
+        return nil
+    }
+    func scalar(_ name: String) -> Float? {
+        guard let tensor = graph.initializers[name], tensor.count == 1 else { return nil }
+        return (try? tensor.doubles()).flatMap { $0.first.map { Float($0) } }
+    }
+    func lastAxisMean(_ node: Node) -> Bool {
+        guard node.domain.isEmpty, node.opType == "ReduceMean" else { return false }
+        if case .int(let keep)? = node.attributes["keepdims"], keep != 1 { return false }
+        if case .ints(let axes)? = node.attributes["axes"] { return axes == [-1] }
+        return node.inputs.count == 2 && graph.initializers[node.inputs[1]].flatMap { try? $0.int64s() } == [-1]
+    }
+    func other(_ node: Node, than value: String) -> String? {
+        guard node.inputs.count == 2 else { return nil }
+        return node.inputs[0] == value ? node.inputs[1] : (node.inputs[1] == value ? node.inputs[0] : nil)
+    }
+    var removed = Set<Int>()
+    var replacements: [Int: Node] = [:]
+    for (meanIndex, mean) in graph.nodes.enumerated() where lastAxisMean(mean) && !removed.contains(meanIndex) {
+        let x = mean.inputs[0]
+        guard let (subIndex, sub) = onlyReader(mean.outputs[0], "Sub"), sub.inputs == [x, mean.outputs[0]] else { continue }
+        let centered = sub.outputs[0]
+        guard let list = readers[centered], list.count == 2, !outputs.contains(centered) else { continue }
+        let pair = list.map { graph.nodes[$0] }
+        guard let powIndex = list.first(where: { graph.nodes[$0].opType == "Pow" }), let divIndex = list.first(where: { graph.nodes[$0].opType == "Div" }),
+              pair.allSatisfy({ $0.domain.isEmpty }) else { continue }
+        let pow = graph.nodes[powIndex], div = graph.nodes[divIndex]
+        guard pow.inputs.first == centered, pow.inputs.count == 2, scalar(pow.inputs[1]) == 2, div.inputs.first == centered else { continue }
+        guard let (varianceIndex, variance) = onlyReader(pow.outputs[0], "ReduceMean"), lastAxisMean(variance),
+              let (epsIndex, addEps) = onlyReader(variance.outputs[0], "Add"), let epsName = other(addEps, than: variance.outputs[0]),
+              let epsilon = scalar(epsName),
+              let (sqrtIndex, sqrt) = onlyReader(addEps.outputs[0], "Sqrt"), div.inputs.count == 2, div.inputs[1] == sqrt.outputs[0],
+              onlyReader(sqrt.outputs[0], "Div") != nil,
+              let (mulIndex, mul) = onlyReader(div.outputs[0], "Mul"), let gamma = other(mul, than: div.outputs[0]),
+              let gammaTensor = graph.initializers[gamma], gammaTensor.dtype == .float32,
+              let (addIndex, add) = onlyReader(mul.outputs[0], "Add"), let beta = other(add, than: mul.outputs[0]),
+              let betaTensor = graph.initializers[beta], betaTensor.dtype == .float32 else { continue }
+        replacements[meanIndex] = Node(name: add.name, opType: "LayerNormalization", inputs: [x, gamma, beta], outputs: add.outputs,
+                                       attributes: ["axis": .int(-1), "epsilon": .float(epsilon)])
+        removed.formUnion([subIndex, powIndex, varianceIndex, epsIndex, sqrtIndex, divIndex, mulIndex, addIndex])
+    }
+    guard !replacements.isEmpty else { return }
+    // The fused node takes the first ReduceMean's place: it reads only x (computed before it) and initializers,
+    // and everything that reads its output came after the last node it replaces.
+    graph.nodes = graph.nodes.enumerated().compactMap { index, node in
+        replacements[index] ?? (removed.contains(index) ? nil : node)
+    }
 }
 
 /// An activation right after Conv, Gemm or (fused) MatMul runs inside that kernel's output pass.
