@@ -1,7 +1,6 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
-import Logging
 import ServalServing
 import ServiceLifecycle
 import SwiftProtobuf
@@ -25,10 +24,9 @@ public struct GRPCConfiguration: Sendable {
 public struct GRPCFrontend: Service {
     let server: GRPCServer<HTTP2ServerTransport.Posix>
     let onListening: @Sendable (Int) async -> Void
-    let logger: Logger
 
     public init(
-        manager: ModelManager, configuration: GRPCConfiguration, state: ServerState, logger: Logger,
+        manager: ModelManager, configuration: GRPCConfiguration, state: ServerState,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         // The transport's own limit only guards memory (it resets the stream, with no useful status); our
@@ -43,7 +41,6 @@ public struct GRPCFrontend: Service {
         let health = HealthService(manager: manager, state: state)
         self.server = GRPCServer(transport: transport, services: [inference, health])
         self.onListening = onListening
-        self.logger = logger
     }
 
     public func run() async throws {

@@ -90,7 +90,7 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [any Service] = [app]
         if grpcPort != 0 {
             let grpcConfiguration = GRPCConfiguration(host: host, port: grpcPort, maxMessageSize: grpcMaxMessageSize)
-            services.append(GRPCFrontend(manager: manager, configuration: grpcConfiguration, state: state, logger: logger) { port in
+            services.append(GRPCFrontend(manager: manager, configuration: grpcConfiguration, state: state) { port in
                 logger.info("serving", metadata: ["grpc": "\(grpcConfiguration.host):\(port)"])
             })
         }

@@ -48,8 +48,7 @@ struct GRPCTestServer {
         let state = ServerState()
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let frontend = GRPCFrontend(
-            manager: manager, configuration: GRPCConfiguration(host: "127.0.0.1", port: 0, maxMessageSize: maxMessageSize), state: state,
-            logger: logger
+            manager: manager, configuration: GRPCConfiguration(host: "127.0.0.1", port: 0, maxMessageSize: maxMessageSize), state: state
         ) { port in continuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [frontend, DrainOnShutdown(state: state)], logger: logger))
         let running = Task { try await group.run() }
