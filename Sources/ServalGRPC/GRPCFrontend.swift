@@ -31,13 +31,14 @@ public struct GRPCFrontend: Service {
     ) {
         // The transport's own limit only guards memory (it resets the stream, with no useful status); our
         // deserializer enforces the configured limit first, with an error that names the flag.
-        let transportLimit = min(Int(UInt32.max), max(configuration.maxMessageSize * 2, configuration.maxMessageSize + 1 << 20))
+        let limit = min(configuration.maxMessageSize, Int(UInt32.max))  // gRPC frames carry a 32-bit length
+        let transportLimit = min(Int(UInt32.max), max(limit * 2, limit + 1 << 20))
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: configuration.host, port: configuration.port),
             transportSecurity: .plaintext,
             config: .defaults { $0.rpc.maxRequestPayloadSize = transportLimit })
         let inference = SizeLimitedService(
-            service: InferenceService(manager: manager, state: state), limit: configuration.maxMessageSize)
+            service: InferenceService(manager: manager, state: state), limit: limit)
         let health = HealthService(manager: manager, state: state)
         self.server = GRPCServer(transport: transport, services: [inference, health])
         self.onListening = onListening
