@@ -121,4 +121,28 @@ struct SessionTests {
         let rows = try session.run(["x": Tensor(zeros: .float32, shape: [1, 3])])["rows"]?.tensor
         #expect(rows?.scalars(as: Int64.self) == [3])
     }
+
+    /// MatMulInteger with B and its per-column zero points as weights (packed once at load) and as run-time
+    /// inputs (packed per run): both give the exact integer product.
+    @Test func integerMatMulWithWeightsPackedAtLoad() throws {
+        let a = Tensor(shape: [2, 3], scalars: [UInt8(1), 2, 3, 250, 0, 7])
+        let b = Tensor(shape: [3, 2], scalars: [UInt8(4), 200, 5, 0, 6, 9])
+        let aZero = Tensor.scalar(UInt8(1)), bZero = Tensor(shape: [2], scalars: [UInt8(2), 100])
+        // Σ_k (a - 1)(b - zero[column]) by hand.
+        let expected: [Int32] = [0 * 2 + 1 * 3 + 2 * 4, 0 * 100 + 1 * -100 + 2 * -91,
+                                 249 * 2 + -1 * 3 + 6 * 4, 249 * 100 + -1 * -100 + 6 * -91]
+        func graph(weights: Bool) -> Graph {
+            Graph(
+                nodes: [Node(opType: "MatMulInteger", inputs: ["a", "b", "a_zero", "b_zero"], outputs: ["y"])],
+                inputs: [ValueInfo(name: "a", type: .tensor(dtype: .uint8, shape: [.fixed(2), .fixed(3)]))]
+                    + (weights ? [] : [ValueInfo(name: "b", type: .tensor(dtype: .uint8, shape: [.fixed(3), .fixed(2)]))]),
+                outputs: [ValueInfo(name: "y", type: .tensor(dtype: .int32, shape: nil))],
+                initializers: weights ? ["b": b, "a_zero": aZero, "b_zero": bZero] : ["a_zero": aZero, "b_zero": bZero], opsets: ["": 17])
+        }
+        let packed = try Session(graph: graph(weights: true)).run(["a": a])["y"]?.tensor
+        let perRun = try Session(graph: graph(weights: false)).run(["a": a, "b": b])["y"]?.tensor
+        #expect(packed?.shape == [2, 2])
+        #expect(packed?.scalars(as: Int32.self) == expected)
+        #expect(perRun?.scalars(as: Int32.self) == expected)
+    }
 }

@@ -119,27 +119,51 @@ private func centered(_ tensor: Tensor, zeroPoint: Tensor?, perRowOf rows: Int?,
     throw KernelError("zero point of shape \(zeroPoint.shape) fits neither a scalar nor one value per \(rows != nil ? "row" : "column")")
 }
 
-/// C[m, n] = Σ_k A[m, k] · B[k, n] in int32 over broadcast batches. B is transposed once per matrix so both
-/// operands are read contiguously along k.
-func integerMatMul(_ a: Tensor, _ aZero: Tensor?, _ b: Tensor, _ bZero: Tensor?, _ context: RunContext) throws -> (values: [Int32], shape: [Int], m: Int, n: Int) {
-    guard a.rank >= 2, b.rank >= 2 else { throw KernelError("integer matrix product needs rank ≥ 2 operands, got \(a.shape) and \(b.shape)") }
-    let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], kb = b.shape[b.rank - 2], n = b.shape[b.rank - 1]
-    guard k == kb else { throw KernelError("inner dimensions differ: \(a.shape) × \(b.shape)") }
-    let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
-    guard let batch = Shape.broadcast(batchA, batchB) else { throw KernelError("batch dimensions \(batchA) and \(batchB) cannot be broadcast") }
-    let left = try centered(a, zeroPoint: aZero, perRowOf: m, perColumnOf: nil)
-    let right = try centered(b, zeroPoint: bZero, perRowOf: nil, perColumnOf: n)
-    let matricesB = max(1, batchB.reduce(1, *))
-    var transposed = [Int16](repeating: 0, count: right.count)
-    for matrix in 0..<matricesB {
-        let base = matrix * k * n
-        for row in 0..<k { for column in 0..<n { transposed[base + column * k + row] = right[base + row * n + column] } }
+/// B of an integer matrix product, ready for the kernel: zero point removed, widened to Int16 and transposed per
+/// matrix so both operands are read contiguously along k. Built once at load when B is a weight.
+struct PackedIntegerB: Sendable {
+    let values: [Int16]
+    let batch: [Int]
+    let k: Int
+    let n: Int
+    let shape: [Int]
+
+    init(_ b: Tensor, zeroPoint: Tensor?) throws {
+        guard b.rank >= 2 else { throw KernelError("integer matrix product needs rank ≥ 2 operands, got B \(b.shape)") }
+        k = b.shape[b.rank - 2]
+        n = b.shape[b.rank - 1]
+        batch = Array(b.shape.dropLast(2))
+        shape = b.shape
+        let right = try centered(b, zeroPoint: zeroPoint, perRowOf: nil, perColumnOf: n)
+        var transposed = [Int16](repeating: 0, count: right.count)
+        for matrix in 0..<max(1, batch.reduce(1, *)) {
+            let base = matrix * k * n
+            for row in 0..<k { for column in 0..<n { transposed[base + column * k + row] = right[base + row * n + column] } }
+        }
+        values = transposed
     }
-    let batchCount = batch.reduce(1, *)
-    var output = [Int32](repeating: 0, count: batchCount * m * n)
-    let pairs = Shape.broadcastBatchPairs(batchA, batchB, to: batch)
+
+    /// B packed once at load when it and its zero point are weights; nil when they arrive at run time.
+    static func packedAtLoad(_ build: KernelBuildContext, b: Int, zeroPoint: Int) throws -> PackedIntegerB? {
+        guard b < build.constants.count, let weights = build.constants[b] else { return nil }
+        let hasZero = zeroPoint < build.node.inputs.count && !build.node.inputs[zeroPoint].isEmpty
+        if hasZero && (zeroPoint >= build.constants.count || build.constants[zeroPoint] == nil) { return nil }
+        return try PackedIntegerB(weights, zeroPoint: hasZero ? build.constants[zeroPoint] : nil)
+    }
+}
+
+/// C[m, n] = Σ_k A[m, k] · B[k, n] in int32 over broadcast batches.
+func integerMatMul(_ a: Tensor, _ aZero: Tensor?, _ b: PackedIntegerB, _ context: RunContext) throws -> (values: [Int32], shape: [Int], m: Int, n: Int) {
+    guard a.rank >= 2 else { throw KernelError("integer matrix product needs rank ≥ 2 operands, got \(a.shape) and \(b.shape)") }
+    let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], n = b.n
+    guard k == b.k else { throw KernelError("inner dimensions differ: \(a.shape) × \(b.shape)") }
+    let batchA = Array(a.shape.dropLast(2))
+    guard let batch = Shape.broadcast(batchA, b.batch) else { throw KernelError("batch dimensions \(batchA) and \(b.batch) cannot be broadcast") }
+    let left = try centered(a, zeroPoint: aZero, perRowOf: m, perColumnOf: nil)
+    var output = [Int32](repeating: 0, count: batch.reduce(1, *) * m * n)
+    let pairs = Shape.broadcastBatchPairs(batchA, b.batch, to: batch)
     left.withUnsafeBufferPointer { pa in
-        transposed.withUnsafeBufferPointer { pb in
+        b.values.withUnsafeBufferPointer { pb in
             output.withUnsafeMutableBufferPointer { pc in
                 let pa = pa.baseAddress!, pb = pb.baseAddress!, pc = pc.baseAddress!
                 for (index, (offsetA, offsetB)) in pairs.enumerated() {
@@ -185,19 +209,23 @@ extension KernelRegistry {
         registry.register("DynamicQuantizeLinear", since: 11) { _ in
             ClosureKernel { inputs, _ in try dynamicQuantizeLinear(try inputs.tensor(0)) }
         }
-        registry.register("MatMulInteger", since: 10) { _ in
-            ClosureKernel { inputs, context in
-                let (values, shape, _, _) = try integerMatMul(try inputs.tensor(0), try inputs.optionalTensor(2), try inputs.tensor(1), try inputs.optionalTensor(3), context)
+        registry.register("MatMulInteger", since: 10) { build in
+            let packed = try PackedIntegerB.packedAtLoad(build, b: 1, zeroPoint: 3)
+            return ClosureKernel { inputs, context in
+                let b = try packed ?? PackedIntegerB(try inputs.tensor(1), zeroPoint: try inputs.optionalTensor(3))
+                let (values, shape, _, _) = try integerMatMul(try inputs.tensor(0), try inputs.optionalTensor(2), b, context)
                 return [.tensor(Tensor(shape: shape, scalars: values))]
             }
         }
-        registry.register("QLinearMatMul", since: 10) { _ in
-            ClosureKernel { inputs, context in
+        registry.register("QLinearMatMul", since: 10) { build in
+            let packed = try PackedIntegerB.packedAtLoad(build, b: 3, zeroPoint: 5)
+            return ClosureKernel { inputs, context in
                 let a = try inputs.tensor(0), aScale = try inputs.tensor(1).doubles(), aZero = try inputs.tensor(2)
-                let b = try inputs.tensor(3), bScale = try inputs.tensor(4).doubles(), bZero = try inputs.tensor(5)
+                let b = try packed ?? PackedIntegerB(try inputs.tensor(3), zeroPoint: try inputs.tensor(5))
+                let bScale = try inputs.tensor(4).doubles()
                 let yScale = try inputs.tensor(6).doubles(), yZero = try inputs.tensor(7)
                 guard yScale.count == 1 else { throw KernelError("QLinearMatMul y_scale must be a scalar") }
-                let (values, shape, m, n) = try integerMatMul(a, aZero, b, bZero, context)
+                let (values, shape, m, n) = try integerMatMul(a, aZero, b, context)
                 let (low, high) = try quantizedRange(yZero.dtype)
                 let zero = try yZero.doubles()[0]
                 let requantized = values.indices.map { i -> Double in
