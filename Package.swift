@@ -38,7 +38,9 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "ServalTensor", dependencies: ["CBLAS"], swiftSettings: engineSettings),
-        .target(name: "ServalEngine", dependencies: ["ServalTensor"], swiftSettings: engineSettings),
+        // Hand-written SIMD kernels in C (int8 GEMM), compiled per function for AVX2 / AVX-512 VNNI with runtime dispatch.
+        .target(name: "CServalKernels"),
+        .target(name: "ServalEngine", dependencies: ["ServalTensor", "CServalKernels"], swiftSettings: engineSettings),
         .target(
             name: "ServalONNX",
             dependencies: ["ServalEngine", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
@@ -107,7 +109,7 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
-        .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine"]),
+        .testTarget(name: "ServalEngineTests", dependencies: ["ServalEngine", "CServalKernels"]),
         .testTarget(
             name: "ServalONNXTests",
             dependencies: ["ServalONNX", "ServalEngine", .product(name: "SwiftProtobuf", package: "swift-protobuf")]

@@ -61,6 +61,8 @@ def build_models():
         (CLASSIC, "gradient_boosting_100_breast_cancer", sklearn(boosting, cancer.data), single("X", lambda b: rows(cancer.data, b)), [1, 1000]),
         # The encoder: 6 layers, hidden 384, 12 heads, vocabulary 30522; batch 1 x sequence 128, padded rows.
         (TRANSFORMER, "bert_6x384_seq128", models.bert_encoder(), lambda b: models.bert_inputs(b, 128, 30522), [1]),
+        # The same encoder after `serval quantize` (dynamic int8 weights); onnxruntime runs the same quantized file.
+        (TRANSFORMER, "bert_6x384_seq128_int8", "quantize:bert_6x384_seq128", lambda b: models.bert_inputs(b, 128, 30522), [1]),
     ]
 
 
@@ -91,11 +93,18 @@ def main():
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     rows = []
-    for section, name, model, make_feeds, batches in build_models():
+    entries = build_models()
+    for section, name, model, make_feeds, batches in entries:
         if args.only and args.only not in name:
             continue
         path = os.path.join(WORK, f"{name}.onnx")
-        onnx.save(model, path)
+        if isinstance(model, str):
+            source = os.path.join(WORK, model.split(":", 1)[1] + ".onnx")
+            if not os.path.exists(source):
+                onnx.save(next(m for _, n, m, _, _ in entries if n == model.split(":", 1)[1]), source)
+            subprocess.run([args.serval, "quantize", source, path, "--seconds", "0"], check=True, stdout=subprocess.DEVNULL)
+        else:
+            onnx.save(model, path)
         for threads in [int(t) for t in args.threads.split(",")]:
             for batch in batches:
                 feeds = []
@@ -145,6 +154,12 @@ def write_table(heading, rows, command):
     for r in rows:
         lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['serval_ms']:.3f} | {r['ort_ms']:.3f} | **{r['ratio']:.2f}x** | "
                      f"{r['serval_p90']:.3f} | {r['ort_p90']:.3f} | {r['serval_rss']:.0f} | {r['ort_rss']:.0f} | {r['load'] * 100:.0f}% |")
+    by_key = {(r["model"], r["threads"]): r for r in rows}
+    speedups = [(t, by_key[(m, t)]["serval_ms"] / r["serval_ms"], by_key[(m, t)]["ort_ms"] / r["ort_ms"])
+                for (name, t), r in by_key.items() if name.endswith("_int8") for m in [name[:-len("_int8")]] if (m, t) in by_key]
+    if speedups:
+        lines += ["", "Quantized (int8) speed-up over the same engine's float model (float median / int8 median; target ≥ 1.5x for serval):", ""]
+        lines += [f"- {t} thread(s): serval **{s:.2f}x**, onnxruntime {o:.2f}x" for t, s, o in speedups]
     section = "\n".join(lines) + "\n"
     write_section(heading, section)
     print(section)

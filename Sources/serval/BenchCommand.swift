@@ -48,20 +48,13 @@ struct BenchCommand: ParsableCommand {
             var generator = SplitMix(seed: 42)
             for size in sizes {
                 var feeds: [String: Value] = [:]
-                for input in onnx.graph.inputs { feeds[input.name] = .tensor(try randomTensor(for: input, batch: size, &generator)) }
+                for input in onnx.graph.inputs { feeds[input.name] = .tensor(try sampleTensor(for: input, batch: size, &generator)) }
                 feedSets.append((size, feeds))
             }
         }
         if !json { print("model \(model), threads \(threads), OpenBLAS core \(BLAS.coreName)") }
         for (rows, feeds) in feedSets {
-            for _ in 0..<warmup { _ = try session.run(feeds) }
-            var samples: [Double] = []
-            let start = DispatchTime.now().uptimeNanoseconds
-            while samples.count < 10 || Double(DispatchTime.now().uptimeNanoseconds - start) < seconds * 1e9 {
-                let begin = DispatchTime.now().uptimeNanoseconds
-                _ = try session.run(feeds)
-                samples.append(Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e6)
-            }
+            let samples = try latencies(session, feeds, seconds: seconds, warmup: warmup)
             if profile {
                 let profiled = RunProfile()
                 for _ in 0..<samples.count { _ = try session.run(feeds, profile: profiled) }
@@ -72,7 +65,6 @@ struct BenchCommand: ParsableCommand {
                                  Double(entry.nanoseconds) / 1e6 / Double(samples.count), 100 * Double(entry.nanoseconds) / max(total, 1)))
                 }
             }
-            samples.sort()
             let median = samples[samples.count / 2], p90 = samples[min(samples.count - 1, samples.count * 9 / 10)]
             let peak = peakResidentMegabytes()
             if json {
@@ -85,19 +77,34 @@ struct BenchCommand: ParsableCommand {
             }
         }
     }
+}
 
-    private func randomTensor(for input: ValueInfo, batch: Int, _ generator: inout SplitMix) throws -> Tensor {
-        guard case .tensor(let dtype?, let dims) = input.type else { throw ValidationError("input \(input.name) is not a tensor of known type") }
-        var shape = (dims ?? []).map { $0.value ?? 1 }
-        if let first = dims?.first, first.value == nil || first.value == 1 { shape[0] = batch }
-        let count = shape.reduce(1, *)
-        switch dtype {
-        case .bool: return Tensor(shape: shape, scalars: (0..<count).map { _ in generator.next() & 1 == 1 })
-        case .string: return Tensor(shape: shape, strings: (0..<count).map { _ in "a" })
-        case _ where dtype.isInteger: return try Tensor(shape: shape, scalars: (0..<count).map { _ in Int64(generator.next() % 10) }).converted(to: dtype)
-        default: return try Tensor(shape: shape, scalars: (0..<count).map { _ in generator.nextUnit() }).converted(to: dtype)
-        }
+/// Deterministic sample data for an input: the first dimension set to `batch` when it is symbolic or 1, other unknown
+/// dimensions 1; integers 0-9 (valid token ids and class indices), floats in [0, 1).
+func sampleTensor(for input: ValueInfo, batch: Int, _ generator: inout SplitMix) throws -> Tensor {
+    guard case .tensor(let dtype?, let dims) = input.type else { throw ValidationError("input \(input.name) is not a tensor of known type") }
+    var shape = (dims ?? []).map { $0.value ?? 1 }
+    if let first = dims?.first, first.value == nil || first.value == 1 { shape[0] = batch }
+    let count = shape.reduce(1, *)
+    switch dtype {
+    case .bool: return Tensor(shape: shape, scalars: (0..<count).map { _ in generator.next() & 1 == 1 })
+    case .string: return Tensor(shape: shape, strings: (0..<count).map { _ in "a" })
+    case _ where dtype.isInteger: return try Tensor(shape: shape, scalars: (0..<count).map { _ in Int64(generator.next() % 10) }).converted(to: dtype)
+    default: return try Tensor(shape: shape, scalars: (0..<count).map { _ in generator.nextUnit() }).converted(to: dtype)
     }
+}
+
+/// Run times in milliseconds, sorted, after `warmup` runs: at least 10 runs and at least `seconds` of them.
+func latencies(_ session: Session, _ feeds: [String: Value], seconds: Double, warmup: Int) throws -> [Double] {
+    for _ in 0..<warmup { _ = try session.run(feeds) }
+    var samples: [Double] = []
+    let start = DispatchTime.now().uptimeNanoseconds
+    while samples.count < 10 || Double(DispatchTime.now().uptimeNanoseconds - start) < seconds * 1e9 {
+        let begin = DispatchTime.now().uptimeNanoseconds
+        _ = try session.run(feeds)
+        samples.append(Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e6)
+    }
+    return samples.sorted()
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.

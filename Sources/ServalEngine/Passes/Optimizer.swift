@@ -18,6 +18,7 @@ public struct Optimizer: Sendable {
         }
         try foldBatchNormIntoConv(&graph)
         fuseLayerNormalization(&graph)
+        fuseDynamicQuantizedMatMul(&graph)
         fuseMatMulBias(&graph)
         fuseActivations(&graph)
         removeDeadNodes(&graph)

@@ -107,15 +107,16 @@ private struct Rule {
             guard let a = shape(0), let b = shape(1), a.count == 2, b.count == 2 else { return [.tensor(dtype: dtype(0), shape: unknownDims(2))] }
             let m = int("transA") == 1 ? a[1] : a[0], n = int("transB") == 1 ? b[0] : b[1]
             return [.tensor(dtype: dtype(0), shape: [m, n])]
-        case "MatMul":
-            guard var a = shape(0), var b = shape(1), !a.isEmpty, !b.isEmpty else { return [.tensor(dtype: dtype(0), shape: nil)] }
+        case "MatMul", "MatMulInteger", "DynamicQuantizeMatMul":
+            let type: DType? = op == "MatMul" ? dtype(0) : (op == "MatMulInteger" ? .int32 : .float32)
+            guard var a = shape(0), var b = shape(1), !a.isEmpty, !b.isEmpty else { return [.tensor(dtype: type, shape: nil)] }
             let (aVector, bVector) = (a.count == 1, b.count == 1)
             if aVector { a = [.fixed(1)] + a }
             if bVector { b = b + [.fixed(1)] }
             var result = ShapeInference.broadcast(Array(a.dropLast(2)), Array(b.dropLast(2))) + [a[a.count - 2], b[b.count - 1]]
             if aVector { result.remove(at: result.count - 2) }
             if bVector { result.removeLast() }
-            return [.tensor(dtype: dtype(0), shape: result)]
+            return [.tensor(dtype: type, shape: result)]
         case "Conv", "MaxPool", "AveragePool", "LpPool":
             guard let x = shape(0), x.count >= 3 else { return [.tensor(dtype: dtype(0), shape: nil)] }
             let channels: Dimension = op == "Conv" ? (shape(1)?.first ?? .unknown) : x[1]
@@ -235,8 +236,6 @@ private struct Rule {
             return [.tensor(dtype: node.inputs.count > 2 && !node.inputs[2].isEmpty ? dtype(2) : .uint8, shape: shape(0))]
         case "DynamicQuantizeLinear":
             return [.tensor(dtype: .uint8, shape: shape(0)), .tensor(dtype: .float32, shape: []), .tensor(dtype: .uint8, shape: [])]
-        case "MatMulInteger":
-            return [.tensor(dtype: .int32, shape: nil)]
         case "QLinearMatMul":
             return [.tensor(dtype: dtype(7), shape: nil)]
         case "ai.onnx.ml:LinearClassifier", "ai.onnx.ml:TreeEnsembleClassifier":

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import ServalEngine
+import ServalONNX
+import ServalTensor
+
+/// `serval quantize IN.onnx OUT.onnx [--per-channel]`: int8 weights for MatMul and Gemm, then a report of the
+/// size, speed and accuracy change measured by running both models on the same inputs.
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Quantize a model's MatMul and Gemm weights to int8 (dynamic quantization) and report size, speed and accuracy.",
+        discussion: """
+            The output uses standard ONNX operators (DynamicQuantizeLinear, MatMulInteger), so onnxruntime runs it too. \
+            The report compares the two models on --input files, or on generated inputs (integers 0-9, floats in [0, 1)).
+            """)
+
+    @Argument(help: "The float model (.onnx).")
+    var input: String
+
+    @Argument(help: "Where to write the quantized model (.onnx).")
+    var output: String
+
+    @Flag(name: .long, help: "One weight scale per output column instead of one per matrix (more accurate).")
+    var perChannel = false
+
+    @Option(name: .long, help: "Weights with fewer elements stay float.")
+    var minimumWeightElements = 256
+
+    @Option(name: .customLong("input"), help: "NAME=PATH sample inputs (.npy/.pb/.json) for the accuracy and speed report.")
+    var samples: [String] = []
+
+    @Option(name: .long, help: "Intra-op threads for the speed comparison.")
+    var threads = 1
+
+    @Option(name: .long, help: "Measuring time per model for the speed comparison, in seconds (0 skips it).")
+    var seconds = 2.0
+
+    func run() throws {
+        let quantizer = ModelQuantizer(options: .init(perChannel: perChannel, minimumWeightElements: minimumWeightElements))
+        let report = try quantizer.quantize(contentsOf: URL(fileURLWithPath: input), writingTo: URL(fileURLWithPath: output))
+        print("quantized \(report.quantized.count) MatMul/Gemm node(s) to int8 (dynamic, \(perChannel ? "per-channel" : "per-tensor") weights)")
+        for (node, reason) in report.skipped { print("  kept float: \(node): \(reason)") }
+        guard !report.quantized.isEmpty else { throw ValidationError("nothing to quantize: no MatMul or Gemm has a constant float weight") }
+        print(String(format: "weights %.2f MB float -> %.2f MB int8; model file %.2f MB -> %.2f MB (%.2fx)",
+                     Double(report.floatWeightBytes) / 1e6, Double(report.int8WeightBytes) / 1e6,
+                     Double(report.inputBytes) / 1e6, Double(report.outputBytes) / 1e6, Double(report.outputBytes) / Double(max(report.inputBytes, 1))))
+
+        let original = try ONNXModel(contentsOf: URL(fileURLWithPath: input))
+        let quantized = try ONNXModel(contentsOf: URL(fileURLWithPath: output))
+        let options = SessionOptions(intraOpThreads: threads)
+        let floatSession = try Session(graph: original.graph, options: options)
+        let int8Session = try Session(graph: quantized.graph, options: options)
+        var feeds: [String: Value]
+        if samples.isEmpty {
+            var generator = SplitMix(seed: 7)
+            feeds = [:]
+            for input in original.graph.inputs { feeds[input.name] = .tensor(try sampleTensor(for: input, batch: 1, &generator)) }
+        } else {
+            feeds = try TensorFiles.inputs(samples).mapValues { Value.tensor($0) }
+        }
+        let expected = try floatSession.run(feeds), actual = try int8Session.run(feeds)
+        print("accuracy on \(samples.isEmpty ? "generated" : "the given") inputs (float model as reference):")
+        for output in original.graph.outputs {
+            guard let reference = expected[output.name]?.tensor, let value = actual[output.name]?.tensor,
+                  reference.dtype.isFloatingPoint, value.dtype == reference.dtype else { continue }
+            let a = try reference.doubles(), b = try value.doubles()
+            let dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+            let norms = (a.reduce(0) { $0 + $1 * $1 }).squareRoot() * (b.reduce(0) { $0 + $1 * $1 }).squareRoot()
+            let largest = zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+            print(String(format: "  %@: cosine distance %.2e, max |difference| %.3e (max |float| %.3e)", output.name,
+                         1 - dot / max(norms, .leastNormalMagnitude), largest, a.reduce(0) { max($0, abs($1)) }))
+        }
+        if seconds > 0 {
+            let floatTime = try latencies(floatSession, feeds, seconds: seconds, warmup: 3)
+            let int8Time = try latencies(int8Session, feeds, seconds: seconds, warmup: 3)
+            let (floatMedian, int8Median) = (floatTime[floatTime.count / 2], int8Time[int8Time.count / 2])
+            print(String(format: "speed (%d thread(s), int8 kernel %@): float %.3f ms, int8 %.3f ms median (%.2fx faster)",
+                         threads, integerKernelISA, floatMedian, int8Median, floatMedian / int8Median))
+        }
+    }
+}

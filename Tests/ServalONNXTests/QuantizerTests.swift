@@ -1,0 +1,74 @@
+import Foundation
+import ServalEngine
+import ServalONNX
+import ServalTensor
+import SwiftProtobuf
+import Testing
+
+/// `ModelQuantizer` on the golden fixtures: the rewritten model uses the standard dynamic form, Serval fuses it
+/// back into int8 kernel calls, and its outputs stay close to onnxruntime's float outputs.
+struct QuantizerTests {
+    static func quantized(_ name: String, perChannel: Bool) throws -> (model: ONNXModel, report: ModelQuantizer.Report) {
+        let data = try Data(contentsOf: Fixtures.root.appendingPathComponent("\(name)/model.onnx"))
+        var report = ModelQuantizer.Report()
+        let quantizer = ModelQuantizer(options: .init(perChannel: perChannel, minimumWeightElements: 0))
+        let output = try quantizer.quantize(serialized: data, baseDirectory: nil, report: &report)
+        return (try ONNXModel(serialized: output), report)
+    }
+
+    /// 1 − cos(a, b) over all elements.
+    static func cosineDistance(_ a: Tensor, _ b: Tensor) throws -> Double {
+        let x = try a.doubles(), y = try b.doubles()
+        let dot = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
+        return 1 - dot / ((x.reduce(0) { $0 + $1 * $1 }).squareRoot() * (y.reduce(0) { $0 + $1 * $1 }).squareRoot())
+    }
+
+    @Test(arguments: ["mlp_gemm", "mlp_matmul", "bert_tiny"], [false, true])
+    func quantizedModelStaysCloseToFloat(_ name: String, perChannel: Bool) throws {
+        let golden = try GoldenCase(name: name)
+        let (model, report) = try Self.quantized(name, perChannel: perChannel)
+        let floatProducts = golden.model.graph.nodes.filter { ($0.opType == "MatMul" || $0.opType == "Gemm") && golden.model.graph.initializers[$0.inputs[1]] != nil }
+        #expect(report.quantized.count == floatProducts.count)
+        #expect(model.graph.nodes.filter { $0.opType == "MatMulInteger" }.count == floatProducts.count)
+        #expect(!model.graph.nodes.contains { $0.opType == "Gemm" })
+        #expect(report.int8WeightBytes * 4 == report.floatWeightBytes)
+        let session = try Session(graph: model.graph)
+        // Every product runs as one fused int8 kernel call.
+        #expect(session.optimizedGraph.nodes.filter { $0.opType == "DynamicQuantizeMatMul" }.count == floatProducts.count)
+        #expect(!session.optimizedGraph.nodes.contains { $0.opType == "MatMulInteger" || $0.opType == "DynamicQuantizeLinear" })
+        let results = try session.run(golden.inputs)
+        for (output, expected) in golden.outputs {
+            let actual = try #require(results[output]?.tensor)
+            #expect(actual.shape == expected.shape)
+            let distance = try Self.cosineDistance(actual, expected)
+            #expect(distance < 1e-2, "\(name)/\(output): cosine distance \(distance)")
+        }
+    }
+
+    /// One DynamicQuantizeLinear serves every product reading the same activation (BERT's Q, K and V projections).
+    @Test func sharesActivationQuantizationBetweenProducts() throws {
+        let (model, _) = try Self.quantized("bert_tiny", perChannel: false)
+        let quantizers = model.graph.nodes.filter { $0.opType == "DynamicQuantizeLinear" }
+        #expect(Set(quantizers.map { $0.inputs[0] }).count == quantizers.count)
+        #expect(quantizers.count < model.graph.nodes.filter { $0.opType == "MatMulInteger" }.count)
+    }
+
+    @Test func smallWeightsStayFloat() throws {
+        let data = try Data(contentsOf: Fixtures.root.appendingPathComponent("mlp_matmul/model.onnx"))
+        var report = ModelQuantizer.Report()
+        _ = try ModelQuantizer(options: .init(minimumWeightElements: 500)).quantize(serialized: data, baseDirectory: nil, report: &report)
+        // 24×32 = 768 elements is quantized; 32×8 = 256 is not.
+        #expect(report.quantized.count == 1)
+        #expect(report.skipped.count == 1)
+        #expect(report.skipped.first?.reason.contains("256 elements") == true)
+    }
+
+    @Test func rejectsOpsetBeforeDynamicQuantizeLinear() throws {
+        var proto = try Onnx_ModelProto(serializedBytes: try Data(contentsOf: Fixtures.root.appendingPathComponent("mlp_matmul/model.onnx")))
+        proto.opsetImport[0].version = 10
+        var report = ModelQuantizer.Report()
+        #expect { try ModelQuantizer().quantize(serialized: try proto.serializedData(), baseDirectory: nil, report: &report) } throws: { error in
+            "\(error)".contains("opset 11") && "\(error)".contains("opset 10")
+        }
+    }
+}
