@@ -159,7 +159,10 @@ func applyUnary(_ op: UnaryOp, _ x: Tensor, _ context: RunContext) throws -> Ten
         var out = context.allocate(.float32, x.shape)
         x.withUnsafeBufferPointer(as: Float.self) { source in
             out.withUnsafeMutableBufferPointer(as: Float.self) { target in
-                op.apply(source.baseAddress!, target.baseAddress!, source.count)
+                let (input, output) = (source.baseAddress!, target.baseAddress!)
+                context.parallelRanges(source.count, grain: elementwiseGrain) { range in
+                    op.apply(input + range.lowerBound, output + range.lowerBound, range.count)
+                }
             }
         }
         return out
@@ -219,37 +222,39 @@ func softmax(_ kind: SoftmaxKind, _ x: Tensor, axis rawAxis: Int, coerceTo2D: Bo
     x.withUnsafeBufferPointer(as: Float.self) { source in
         out.withUnsafeMutableBufferPointer(as: Float.self) { target in
             let input = source.baseAddress!, output = target.baseAddress!
-            context.parallelFor(outer) { o in
-                for i in 0..<inner {
-                    let base = o * n * inner + i
-                    guard n > 0 else { continue }
-                    if kind == .softmax && inner == 1 {
-                        softmaxRow(input + base, output + base, n)
-                        continue
-                    }
-                    var maxValue = input[base]
-                    var argmax = 0
-                    for j in 1..<max(n, 1) where input[base + j * inner] > maxValue {
-                        maxValue = input[base + j * inner]
-                        argmax = j
-                    }
-                    switch kind {
-                    case .hardmax:
-                        for j in 0..<n { output[base + j * inner] = j == argmax ? 1 : 0 }
-                    case .softmax:
-                        var sum: Float = 0
-                        for j in 0..<n {
-                            let e = expf(input[base + j * inner] - maxValue)
-                            output[base + j * inner] = e
-                            sum += e
+            context.parallelRanges(outer, grain: max(1, elementwiseGrain / max(n * inner, 1))) { rows in
+                for o in rows {
+                    for i in 0..<inner {
+                        let base = o * n * inner + i
+                        guard n > 0 else { continue }
+                        if kind == .softmax && inner == 1 {
+                            softmaxRow(input + base, output + base, n)
+                            continue
                         }
-                        let scale = 1 / sum
-                        for j in 0..<n { output[base + j * inner] *= scale }
-                    case .logSoftmax:
-                        var sum: Float = 0
-                        for j in 0..<n { sum += expf(input[base + j * inner] - maxValue) }
-                        let logSum = logf(sum) + maxValue
-                        for j in 0..<n { output[base + j * inner] = input[base + j * inner] - logSum }
+                        var maxValue = input[base]
+                        var argmax = 0
+                        for j in 1..<max(n, 1) where input[base + j * inner] > maxValue {
+                            maxValue = input[base + j * inner]
+                            argmax = j
+                        }
+                        switch kind {
+                        case .hardmax:
+                            for j in 0..<n { output[base + j * inner] = j == argmax ? 1 : 0 }
+                        case .softmax:
+                            var sum: Float = 0
+                            for j in 0..<n {
+                                let e = expf(input[base + j * inner] - maxValue)
+                                output[base + j * inner] = e
+                                sum += e
+                            }
+                            let scale = 1 / sum
+                            for j in 0..<n { output[base + j * inner] *= scale }
+                        case .logSoftmax:
+                            var sum: Float = 0
+                            for j in 0..<n { sum += expf(input[base + j * inner] - maxValue) }
+                            let logSum = logf(sum) + maxValue
+                            for j in 0..<n { output[base + j * inner] = input[base + j * inner] - logSum }
+                        }
                     }
                 }
             }

@@ -75,7 +75,7 @@ struct ConvKernel: Kernel {
                                 }
                                 b = UnsafePointer(column)
                             }
-                            BLAS.sgemm(transA: false, transB: false, m: groupFilters, n: positions, k: rows,
+                            context.sgemm(transA: false, transB: false, m: groupFilters, n: positions, k: rows,
                                        a: weights + g * groupFilters * rows, lda: rows, b: b, ldb: positions,
                                        c: target + g * groupFilters * positions, ldc: positions)
                         }
@@ -331,7 +331,7 @@ struct ConvTransposeKernel: Kernel {
                             for g in 0..<group {
                                 let source = px.baseAddress! + (image * channels + g * groupChannels) * inPositions
                                 // columns[Mg·taps, P] = W_gᵀ [Mg·taps, Cg] · X_g [Cg, P]
-                                BLAS.sgemm(transA: true, transB: false, m: groupFilters * taps, n: inPositions, k: groupChannels,
+                                context.sgemm(transA: true, transB: false, m: groupFilters * taps, n: inPositions, k: groupChannels,
                                            a: pw.baseAddress! + g * groupChannels * groupFilters * taps, lda: groupFilters * taps,
                                            b: source, ldb: inPositions, c: pc.baseAddress!, ldc: inPositions)
                                 for m in 0..<groupFilters {

@@ -68,12 +68,14 @@ private struct BinaryVisitor: NumericVisitor {
                 b.withUnsafeBufferPointer(as: T.self) { pb in
                     out.withUnsafeMutableBufferPointer(as: Bool.self) { po in
                         let x = pa.baseAddress!, y = pb.baseAddress!, z = po.baseAddress!
-                        switch op {
-                        case .equal: broadcastApply(plan, x, y, z) { $0 == $1 }
-                        case .less: broadcastApply(plan, x, y, z) { $0 < $1 }
-                        case .greater: broadcastApply(plan, x, y, z) { $0 > $1 }
-                        case .lessOrEqual: broadcastApply(plan, x, y, z) { $0 <= $1 }
-                        default: broadcastApply(plan, x, y, z) { $0 >= $1 }
+                        context.parallelRanges(plan.count, grain: elementwiseGrain) { range in
+                            switch op {
+                            case .equal: broadcastApply(plan, x, y, z, in: range) { $0 == $1 }
+                            case .less: broadcastApply(plan, x, y, z, in: range) { $0 < $1 }
+                            case .greater: broadcastApply(plan, x, y, z, in: range) { $0 > $1 }
+                            case .lessOrEqual: broadcastApply(plan, x, y, z, in: range) { $0 <= $1 }
+                            default: broadcastApply(plan, x, y, z, in: range) { $0 >= $1 }
+                            }
                         }
                     }
                 }
@@ -85,53 +87,55 @@ private struct BinaryVisitor: NumericVisitor {
             b.withUnsafeBufferPointer(as: T.self) { pb in
                 out.withUnsafeMutableBufferPointer(as: T.self) { po in
                     let x = pa.baseAddress!, y = pb.baseAddress!, z = po.baseAddress!
-                    switch op {
-                    case .add: broadcastApply(plan, x, y, z) { T.add($0, $1) }
-                    case .subtract: broadcastApply(plan, x, y, z) { T.subtract($0, $1) }
-                    case .multiply: broadcastApply(plan, x, y, z) { T.multiply($0, $1) }
-                    case .divide: broadcastApply(plan, x, y, z) { T.divide($0, $1) }
-                    case .minimum:
-                        broadcastApply(plan, x, y, z) { p, q in
-                            if !T.isIntegerType && (p != p || q != q) { return p != p ? p : q }
-                            return p < q ? p : q
-                        }
-                    case .maximum:
-                        broadcastApply(plan, x, y, z) { p, q in
-                            if !T.isIntegerType && (p != p || q != q) { return p != p ? p : q }
-                            return p > q ? p : q
-                        }
-                    case .power:
-                        if T.self == Float.self {
-                            broadcastApply(plan, x, y, z) { p, q in
-                                let fp = unsafeBitCast(p, to: Float.self), fq = unsafeBitCast(q, to: Float.self)
-                                return unsafeBitCast(fq == 2 ? fp * fp : powf(fp, fq), to: T.self)
+                    context.parallelRanges(plan.count, grain: elementwiseGrain) { range in
+                        switch op {
+                        case .add: broadcastApply(plan, x, y, z, in: range) { T.add($0, $1) }
+                        case .subtract: broadcastApply(plan, x, y, z, in: range) { T.subtract($0, $1) }
+                        case .multiply: broadcastApply(plan, x, y, z, in: range) { T.multiply($0, $1) }
+                        case .divide: broadcastApply(plan, x, y, z, in: range) { T.divide($0, $1) }
+                        case .minimum:
+                            broadcastApply(plan, x, y, z, in: range) { p, q in
+                                if !T.isIntegerType && (p != p || q != q) { return p != p ? p : q }
+                                return p < q ? p : q
                             }
-                        } else {
-                            broadcastApply(plan, x, y, z) { p, q in
-                                T(fromDouble: Foundation.pow(p.doubleValue, q.doubleValue))
+                        case .maximum:
+                            broadcastApply(plan, x, y, z, in: range) { p, q in
+                                if !T.isIntegerType && (p != p || q != q) { return p != p ? p : q }
+                                return p > q ? p : q
                             }
-                        }
-                    case .modulo:
-                        broadcastApply(plan, x, y, z) { p, q in
-                            if T.isIntegerType {
-                                if q == 0 { return 0 as T }
-                                let r = T.subtract(p, T.multiply(T.divide(p, q), q))
-                                return (r != 0 && ((r < 0) != (q < 0))) ? T.add(r, q) : r
+                        case .power:
+                            if T.self == Float.self {
+                                broadcastApply(plan, x, y, z, in: range) { p, q in
+                                    let fp = unsafeBitCast(p, to: Float.self), fq = unsafeBitCast(q, to: Float.self)
+                                    return unsafeBitCast(fq == 2 ? fp * fp : powf(fp, fq), to: T.self)
+                                }
+                            } else {
+                                broadcastApply(plan, x, y, z, in: range) { p, q in
+                                    T(fromDouble: Foundation.pow(p.doubleValue, q.doubleValue))
+                                }
                             }
-                            let (dp, dq) = (p.doubleValue, q.doubleValue)
-                            var r = fmod(dp, dq)
-                            if r != 0 && ((r < 0) != (dq < 0)) { r += dq }
-                            return T(fromDouble: r)
-                        }
-                    case .floorModulo:
-                        broadcastApply(plan, x, y, z) { p, q in
-                            if T.isIntegerType {
-                                if q == 0 { return 0 as T }
-                                return T.subtract(p, T.multiply(T.divide(p, q), q))
+                        case .modulo:
+                            broadcastApply(plan, x, y, z, in: range) { p, q in
+                                if T.isIntegerType {
+                                    if q == 0 { return 0 as T }
+                                    let r = T.subtract(p, T.multiply(T.divide(p, q), q))
+                                    return (r != 0 && ((r < 0) != (q < 0))) ? T.add(r, q) : r
+                                }
+                                let (dp, dq) = (p.doubleValue, q.doubleValue)
+                                var r = fmod(dp, dq)
+                                if r != 0 && ((r < 0) != (dq < 0)) { r += dq }
+                                return T(fromDouble: r)
                             }
-                            return T(fromDouble: fmod(p.doubleValue, q.doubleValue))
+                        case .floorModulo:
+                            broadcastApply(plan, x, y, z, in: range) { p, q in
+                                if T.isIntegerType {
+                                    if q == 0 { return 0 as T }
+                                    return T.subtract(p, T.multiply(T.divide(p, q), q))
+                                }
+                                return T(fromDouble: fmod(p.doubleValue, q.doubleValue))
+                            }
+                        default: break
                         }
-                    default: break
                     }
                 }
             }

@@ -57,7 +57,7 @@ struct GemmKernel: Kernel {
         af.withUnsafeBufferPointer(as: Float.self) { pa in
             bf.withUnsafeBufferPointer(as: Float.self) { pb in
                 out.withUnsafeMutableBufferPointer(as: Float.self) { po in
-                    BLAS.sgemm(
+                    context.sgemm(
                         transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                         a: pa.baseAddress!, lda: a.shape[1], b: pb.baseAddress!, ldb: b.shape[1],
                         beta: accumulate ? 1 : 0, c: po.baseAddress!, ldc: n)
@@ -179,14 +179,26 @@ struct MatMulKernel: Kernel {
                 b2.withUnsafeBufferPointer(as: Float.self) { pb in
                     if batchB.reduce(1, *) == 1 && batchA == batch {
                         // Weights shared by every batch: one GEMM over all rows.
-                        BLAS.sgemm(transA: false, transB: false, m: batchCount * m, n: n, k: k,
-                                   a: pa.baseAddress!, lda: k, b: pb.baseAddress!, ldb: n, c: po.baseAddress!, ldc: n)
+                        context.sgemm(transA: false, transB: false, m: batchCount * m, n: n, k: k,
+                                      a: pa.baseAddress!, lda: k, b: pb.baseAddress!, ldb: n, c: po.baseAddress!, ldc: n)
                     } else {
-                        for (index, (offsetA, offsetB)) in Shape.broadcastBatchPairs(batchA, batchB, to: batch).enumerated() {
-                            BLAS.sgemm(transA: false, transB: false, m: m, n: n, k: k,
-                                       a: pa.baseAddress! + offsetA * m * k, lda: k,
-                                       b: pb.baseAddress! + offsetB * k * n, ldb: n,
-                                       c: po.baseAddress! + index * m * n, ldc: n)
+                        // Batched products (attention heads): one single-threaded GEMM per pair, pairs spread over the threads.
+                        let pairs = Shape.broadcastBatchPairs(batchA, batchB, to: batch)
+                        let (x, y, z) = (pa.baseAddress!, pb.baseAddress!, po.baseAddress!)
+                        if pairs.count < context.threads {
+                            for (index, (offsetA, offsetB)) in pairs.enumerated() {
+                                context.sgemm(transA: false, transB: false, m: m, n: n, k: k, a: x + offsetA * m * k, lda: k,
+                                              b: y + offsetB * k * n, ldb: n, c: z + index * m * n, ldc: n)
+                            }
+                            return
+                        }
+                        context.parallelRanges(pairs.count, grain: max(1, (1 << 17) / max(1, m * n * k))) { range in
+                            for index in range {
+                                let (offsetA, offsetB) = pairs[index]
+                                BLAS.sgemm(transA: false, transB: false, m: m, n: n, k: k,
+                                           a: x + offsetA * m * k, lda: k, b: y + offsetB * k * n, ldb: n,
+                                           c: z + index * m * n, ldc: n)
+                            }
                         }
                     }
                 }

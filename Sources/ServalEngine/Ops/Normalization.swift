@@ -99,23 +99,33 @@ struct LayerNormKernel: Kernel {
         var meanShape = x.shape
         for i in axis..<x.rank { meanShape[i] = 1 }
         var means = Tensor(zeros: .float32, shape: meanShape), inverses = Tensor(zeros: .float32, shape: meanShape)
-        let scales = scale.scalars(as: Float.self), shifts = bias?.scalars(as: Float.self)
+        // Scale and shift spelled out to one value per feature, so the row loop reads them directly.
+        let given = scale.scalars(as: Float.self), givenShifts = bias?.scalars(as: Float.self) ?? [0]
+        guard givenShifts.count == size || givenShifts.count == 1 else {
+            throw KernelError("LayerNormalization bias \(bias?.shape ?? []) does not match \(size) features")
+        }
+        let scales = given.count == size ? given : [Float](repeating: given[0], count: size)
+        let shifts = givenShifts.count == size ? givenShifts : [Float](repeating: givenShifts[0], count: size)
         x.withUnsafeBufferPointer(as: Float.self) { px in
             out.withUnsafeMutableBufferPointer(as: Float.self) { po in
                 means.withUnsafeMutableBufferPointer(as: Float.self) { pm in
                     inverses.withUnsafeMutableBufferPointer(as: Float.self) { pv in
-                        for row in 0..<rows {
-                            let base = row * size
-                            let mean = sumFloats(px.baseAddress! + base, size) / Float(size)
-                            var squares: Float = 0
-                            for i in 0..<size { let d = px[base + i] - mean; squares += d * d }
-                            let inverse = 1 / (squares / Float(size) + epsilon).squareRoot()
-                            pm[row] = mean
-                            pv[row] = inverse
-                            for i in 0..<size {
-                                let s = scales.count == 1 ? scales[0] : scales[i]
-                                let b = shifts.map { $0.count == 1 ? $0[0] : $0[i] } ?? 0
-                                po[base + i] = (px[base + i] - mean) * inverse * s + b
+                        scales.withUnsafeBufferPointer { ps in
+                            shifts.withUnsafeBufferPointer { pb in
+                                let (input, output, meanRows, inverseRows) = (px.baseAddress!, po.baseAddress!, pm.baseAddress!, pv.baseAddress!)
+                                let (scale, shift) = (ps.baseAddress!, pb.baseAddress!)
+                                context.parallelRanges(rows, grain: max(1, 16_384 / max(size, 1))) { range in
+                                    for row in range {
+                                        let source = input + row * size, target = output + row * size
+                                        let mean = sumFloats(source, size) / Float(size)
+                                        var squares: Float = 0
+                                        for i in 0..<size { let d = source[i] - mean; squares += d * d }
+                                        let inverse = 1 / (squares / Float(size) + epsilon).squareRoot()
+                                        meanRows[row] = mean
+                                        inverseRows[row] = inverse
+                                        for i in 0..<size { target[i] = (source[i] - mean) * inverse * scale[i] + shift[i] }
+                                    }
+                                }
                             }
                         }
                     }

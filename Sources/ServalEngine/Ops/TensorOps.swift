@@ -14,6 +14,9 @@ func transpose(_ x: Tensor, perm: [Int]?, _ context: RunContext) throws -> Tenso
     if kept < x.rank && x.dtype != .string {
         return transposeRuns(x, perm: perm, outShape: outShape, strides: strides, leading: kept, context)
     }
+    if x.dtype != .string && x.rank >= 2 {
+        return transposeLines(x, perm: perm, outShape: outShape, strides: strides, context)
+    }
     let indices = ElementCopy.stridedIndices(outputShape: outShape, strides: perm.map { strides[$0] })
     return try ElementCopy.gather(x, indices: indices, shape: outShape, context)
 }
@@ -27,22 +30,78 @@ private func transposeRuns(_ x: Tensor, perm: [Int], outShape: [Int], strides: [
     x.withUnsafeRawBytes { source in
         out.withUnsafeMutableRawBytes { target in
             guard run > 0, runs > 0 else { return }
-            var index = [Int](repeating: 0, count: leading)
-            var offset = 0
-            for r in 0..<runs {
-                (target.baseAddress! + r * run).copyMemory(from: source.baseAddress! + offset, byteCount: run)
-                // Odometer over the leading output axes, keeping the source offset in step.
-                var axis = leading - 1
-                while axis >= 0 {
-                    index[axis] += 1
-                    offset += sourceStrides[axis]
-                    if index[axis] < outShape[axis] { break }
-                    offset -= sourceStrides[axis] * outShape[axis]
-                    index[axis] = 0
-                    axis -= 1
+            let (input, output) = (source.baseAddress!, target.baseAddress!)
+            context.parallelRanges(runs, grain: max(1, elementwiseGrain * 4 / run)) { range in
+                // The source offset of the first run, then an odometer over the leading output axes.
+                var index = [Int](repeating: 0, count: leading)
+                var rest = range.lowerBound, offset = 0
+                for axis in stride(from: leading - 1, through: 0, by: -1) {
+                    index[axis] = rest % outShape[axis]
+                    rest /= outShape[axis]
+                    offset += index[axis] * sourceStrides[axis]
+                }
+                for r in range {
+                    (output + r * run).copyMemory(from: input + offset, byteCount: run)
+                    var axis = leading - 1
+                    while axis >= 0 {
+                        index[axis] += 1
+                        offset += sourceStrides[axis]
+                        if index[axis] < outShape[axis] { break }
+                        offset -= sourceStrides[axis] * outShape[axis]
+                        index[axis] = 0
+                        axis -= 1
+                    }
                 }
             }
         }
+    }
+    return out
+}
+
+/// Transpose that moves the last axis: each output line (last output axis) is read from the source with one stride,
+/// lines spread over the intra-op threads.
+private func transposeLines(_ x: Tensor, perm: [Int], outShape: [Int], strides: [Int], _ context: RunContext) -> Tensor {
+    var out = context.allocate(x.dtype, outShape)
+    let rank = x.rank
+    let length = outShape[rank - 1], step = strides[perm[rank - 1]]
+    let lines = outShape[..<(rank - 1)].reduce(1, *)
+    let lineStrides = perm[..<(rank - 1)].map { strides[$0] }
+    guard length > 0, lines > 0 else { return out }
+    func copy<T>(_ type: T.Type) {
+        x.withUnsafeRawBytes { source in
+            out.withUnsafeMutableRawBytes { target in
+                let input = source.baseAddress!.assumingMemoryBound(to: T.self), output = target.baseAddress!.assumingMemoryBound(to: T.self)
+                context.parallelRanges(lines, grain: max(1, elementwiseGrain / length)) { range in
+                    // The source offset of the first line, then an odometer over the leading output axes.
+                    var index = [Int](repeating: 0, count: rank - 1)
+                    var rest = range.lowerBound, offset = 0
+                    for axis in stride(from: rank - 2, through: 0, by: -1) {
+                        index[axis] = rest % outShape[axis]
+                        rest /= outShape[axis]
+                        offset += index[axis] * lineStrides[axis]
+                    }
+                    for line in range {
+                        let target = output + line * length, start = input + offset
+                        for j in 0..<length { target[j] = start[j * step] }
+                        var axis = rank - 2
+                        while axis >= 0 {
+                            index[axis] += 1
+                            offset += lineStrides[axis]
+                            if index[axis] < outShape[axis] { break }
+                            offset -= lineStrides[axis] * outShape[axis]
+                            index[axis] = 0
+                            axis -= 1
+                        }
+                    }
+                }
+            }
+        }
+    }
+    switch x.dtype.byteSize {
+    case 1: copy(UInt8.self)
+    case 2: copy(UInt16.self)
+    case 4: copy(UInt32.self)
+    default: copy(UInt64.self)
     }
     return out
 }

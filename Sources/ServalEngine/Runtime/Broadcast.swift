@@ -42,26 +42,32 @@ struct BroadcastPlan {
 
     var count: Int { outputShape.reduce(1, *) }
 
-    /// Calls `body(aOffset, bOffset, outOffset, length, aStride, bStride)` for each innermost run.
+    /// Calls `body(aOffset, bOffset, outOffset, length, aStride, bStride)` for each innermost run of the output
+    /// elements in `elements` (runs are cut at its ends), so disjoint ranges can run on different threads.
     @inline(__always)
-    func forEachRun(_ body: (Int, Int, Int, Int, Int, Int) -> Void) {
+    func forEachRun(in elements: Range<Int>, _ body: (Int, Int, Int, Int, Int, Int) -> Void) {
         let rank = dims.count
         let inner = dims[rank - 1]
         let innerA = aStrides[rank - 1]
         let innerB = bStrides[rank - 1]
-        if count == 0 { return }
-        if rank == 1 {
-            body(0, 0, 0, inner, innerA, innerB)
-            return
+        if elements.isEmpty || inner == 0 { return }
+        // Coordinates of the first element: its run's index over the outer axes, and the position inside the run.
+        var index = Array(repeating: 0, count: max(rank - 1, 1))
+        var run = elements.lowerBound / inner
+        var aOffset = 0, bOffset = 0
+        for axis in stride(from: rank - 2, through: 0, by: -1) {
+            index[axis] = run % dims[axis]
+            run /= dims[axis]
+            aOffset += index[axis] * aStrides[axis]
+            bOffset += index[axis] * bStrides[axis]
         }
-        var index = Array(repeating: 0, count: rank - 1)
-        var aOffset = 0
-        var bOffset = 0
-        var outOffset = 0
-        let outer = count / inner
-        for _ in 0..<outer {
-            body(aOffset, bOffset, outOffset, inner, innerA, innerB)
-            outOffset += inner
+        var position = elements.lowerBound % inner
+        var outOffset = elements.lowerBound
+        while outOffset < elements.upperBound {
+            let length = min(inner - position, elements.upperBound - outOffset)
+            body(aOffset + position * innerA, bOffset + position * innerB, outOffset, length, innerA, innerB)
+            outOffset += length
+            position = 0
             var axis = rank - 2
             while axis >= 0 {
                 index[axis] += 1
@@ -77,13 +83,18 @@ struct BroadcastPlan {
     }
 }
 
-/// Applies `f` elementwise over the broadcast of `a` and `b`, writing `out` (sized to the broadcast shape).
+/// Output elements per thread below which elementwise work stays on one thread.
+let elementwiseGrain = 32_768
+
+/// Applies `f` elementwise over the broadcast of `a` and `b`, writing `out` (sized to the broadcast shape), for the
+/// output elements in `elements` (all by default). Callers that split work over threads call it once per range from
+/// inside the parallel closure, so `f` stays a literal there and the loop is specialised and vectorised.
 @inline(__always)
 func broadcastApply<A, B, O>(
     _ plan: BroadcastPlan, _ a: UnsafePointer<A>, _ b: UnsafePointer<B>, _ out: UnsafeMutablePointer<O>,
-    _ f: (A, B) -> O
+    in elements: Range<Int>? = nil, _ f: (A, B) -> O
 ) {
-    plan.forEachRun { ao, bo, oo, n, sa, sb in
+    plan.forEachRun(in: elements ?? 0..<plan.count) { ao, bo, oo, n, sa, sb in
         let pa = a + ao
         let pb = b + bo
         let po = out + oo

@@ -33,7 +33,8 @@ public final class Session: Sendable {
     public init(graph: Graph, options: SessionOptions = SessionOptions(), registry: KernelRegistry = .standard) throws {
         let unsupported = Session.unsupportedOperators(in: graph, registry: registry)
         if !unsupported.isEmpty { throw EngineError.unsupportedOperators(unsupported) }
-        BLAS.setThreadCount(options.intraOpThreads)
+        // OpenBLAS stays single-threaded: kernels split their GEMMs over the engine's own pool (RunContext.sgemm).
+        BLAS.setThreadCount(1)
         let optimized = options.optimize ? try Optimizer(registry: registry).optimize(graph) : graph
         self.inputs = graph.inputs
         self.outputs = graph.outputs
