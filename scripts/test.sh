@@ -29,6 +29,8 @@ fi
 
 echo "== Golden: full-size BERT-style encoder against onnxruntime"
 .venv/bin/python scripts/golden/bert_encoder.py "$serval" .build/golden-bert
+echo "== Golden: statically quantized CNNs, serval and onnxruntime"
+.venv/bin/python scripts/golden/quantized_cnn.py "$serval" .build/golden-cnn
 
 echo "== Interop: tritonclient (HTTP and gRPC) and TF Serving REST payloads against serval serve"
 scripts/interop/run.sh "$serval"

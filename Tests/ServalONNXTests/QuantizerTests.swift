@@ -63,6 +63,42 @@ struct QuantizerTests {
         #expect(report.skipped.first?.reason.contains("256 elements") == true)
     }
 
+    /// Static Conv quantization calibrated on the fixture's own inputs: every Conv becomes a QLinearConv, Relus after
+    /// Convs are folded in, consecutive quantized Convs hand over uint8 tensors, and the outputs stay close to float.
+    @Test(arguments: ["lenet", "resnet18_small", "mobilenet_v2_small"])
+    func staticConvQuantizationStaysCloseToFloat(_ name: String) throws {
+        let golden = try GoldenCase(name: name)
+        let data = try Data(contentsOf: Fixtures.root.appendingPathComponent("\(name)/model.onnx"))
+        var report = ModelQuantizer.Report()
+        let calibration = try golden.inputs.mapValues { try #require($0.tensor) }
+        let quantizer = ModelQuantizer(options: .init(perChannel: true, calibration: calibration))
+        let model = try ONNXModel(serialized: try quantizer.quantize(serialized: data, baseDirectory: nil, report: &report))
+        let convs = golden.model.graph.nodes.filter { $0.opType == "Conv" }.count
+        #expect(model.graph.nodes.filter { $0.opType == "QLinearConv" }.count == convs)
+        #expect(!model.graph.nodes.contains { $0.opType == "Conv" })
+        #expect(report.quantized.filter { $0.hasSuffix("(static)") }.count == convs)
+        // Fewer Quantize/Dequantize pairs than Convs: chains of Convs pass uint8 tensors along.
+        if name == "mobilenet_v2_small" {
+            #expect(model.graph.nodes.filter { $0.opType == "QuantizeLinear" }.count < convs)
+        }
+        let results = try Session(graph: model.graph).run(golden.inputs)
+        for (output, expected) in golden.outputs {
+            let actual = try #require(results[output]?.tensor)
+            #expect(actual.shape == expected.shape)
+            let distance = try Self.cosineDistance(actual, expected)
+            #expect(distance < 1e-2, "\(name)/\(output): cosine distance \(distance)")
+        }
+    }
+
+    @Test func calibrationMustCoverEveryInput() throws {
+        let data = try Data(contentsOf: Fixtures.root.appendingPathComponent("lenet/model.onnx"))
+        var report = ModelQuantizer.Report()
+        let quantizer = ModelQuantizer(options: .init(calibration: ["other": Tensor(zeros: .float32, shape: [1, 1, 28, 28])]))
+        #expect { try quantizer.quantize(serialized: data, baseDirectory: nil, report: &report) } throws: { error in
+            "\(error)".contains("no tensor for input 'input'")
+        }
+    }
+
     @Test func rejectsOpsetBeforeDynamicQuantizeLinear() throws {
         var proto = try Onnx_ModelProto(serializedBytes: try Data(contentsOf: Fixtures.root.appendingPathComponent("mlp_matmul/model.onnx")))
         proto.opsetImport[0].version = 10

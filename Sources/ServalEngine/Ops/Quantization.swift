@@ -1,3 +1,4 @@
+import CServalKernels
 import ServalTensor
 
 /// Linear quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, and the integer
@@ -54,7 +55,20 @@ func quantizedRange(_ dtype: DType) throws -> (low: Double, high: Double) {
 }
 
 /// ONNX QuantizeLinear: y = saturate(round_half_even(x / scale) + zero_point).
-func quantizeLinear(_ x: Tensor, scale: Tensor, zeroPoint: Tensor?, outputType: DType, axis: Int, blockSize: Int) throws -> Tensor {
+func quantizeLinear(_ x: Tensor, scale: Tensor, zeroPoint: Tensor?, outputType: DType, axis: Int, blockSize: Int, _ context: RunContext) throws -> Tensor {
+    // The common case (float activations, one scale, 8-bit output) on the vector quantizer; int8 is uint8 shifted by 128.
+    if x.dtype == .float32, scale.count == 1, scale.dtype == .float32, outputType == .uint8 || outputType == .int8 {
+        let zero = Float(try zeroPoint?.int64s().first ?? 0) + (outputType == .int8 ? 128 : 0)
+        var out = context.allocate(outputType, x.shape)
+        out.withUnsafeMutableRawBytes { target in
+            x.withUnsafeBufferPointer(as: Float.self) { source in
+                let bytes = target.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                serval_quantize_u8(source.baseAddress!, source.count, scale.scalars(as: Float.self)[0], zero, bytes)
+                if outputType == .int8 { for i in 0..<source.count { bytes[i] ^= 0x80 } }
+            }
+        }
+        return out
+    }
     let layout = try QuantizationLayout(xShape: x.shape, parameterShape: scale.shape, axis: axis, blockSize: blockSize)
     let scales = try scale.doubles()
     let zeros = try zeroPoint?.doubles() ?? [Double](repeating: 0, count: scales.count)
@@ -69,7 +83,21 @@ func quantizeLinear(_ x: Tensor, scale: Tensor, zeroPoint: Tensor?, outputType: 
 }
 
 /// ONNX DequantizeLinear: y = (x - zero_point) * scale, in the scale's floating-point type.
-func dequantizeLinear(_ x: Tensor, scale: Tensor, zeroPoint: Tensor?, axis: Int, blockSize: Int) throws -> Tensor {
+func dequantizeLinear(_ x: Tensor, scale: Tensor, zeroPoint: Tensor?, axis: Int, blockSize: Int, _ context: RunContext) throws -> Tensor {
+    // The common case: 8-bit x, one float scale.
+    if x.dtype == .uint8 || x.dtype == .int8, scale.count == 1, scale.dtype == .float32 {
+        let zero = Float(try zeroPoint?.int64s().first ?? 0), factor = scale.scalars(as: Float.self)[0]
+        var out = context.allocate(.float32, x.shape)
+        out.withUnsafeMutableBufferPointer(as: Float.self) { target in
+            let y = target.baseAddress!
+            if x.dtype == .uint8 {
+                x.withUnsafeBufferPointer(as: UInt8.self) { source in for i in 0..<source.count { y[i] = (Float(source[i]) - zero) * factor } }
+            } else {
+                x.withUnsafeBufferPointer(as: Int8.self) { source in for i in 0..<source.count { y[i] = (Float(source[i]) - zero) * factor } }
+            }
+        }
+        return out
+    }
     let layout = try QuantizationLayout(xShape: x.shape, parameterShape: scale.shape, axis: axis, blockSize: blockSize)
     let scales = try scale.doubles()
     let zeros = try zeroPoint?.doubles() ?? [Double](repeating: 0, count: scales.count)
@@ -100,16 +128,16 @@ extension KernelRegistry {
         registry.register("QuantizeLinear", since: 10) { build in
             let axis = try build.int("axis", default: 1), blockSize = try build.int("block_size", default: 0)
             let outputType = try build.int("output_dtype").flatMap { DType(onnxCode: $0) }
-            return ClosureKernel { inputs, _ in
+            return ClosureKernel { inputs, context in
                 let zero = try inputs.optionalTensor(2)
                 let type = outputType ?? zero?.dtype ?? .uint8
-                return [.tensor(try quantizeLinear(try inputs.tensor(0), scale: try inputs.tensor(1), zeroPoint: zero, outputType: type, axis: axis, blockSize: blockSize))]
+                return [.tensor(try quantizeLinear(try inputs.tensor(0), scale: try inputs.tensor(1), zeroPoint: zero, outputType: type, axis: axis, blockSize: blockSize, context))]
             }
         }
         registry.register("DequantizeLinear", since: 10) { build in
             let axis = try build.int("axis", default: 1), blockSize = try build.int("block_size", default: 0)
-            return ClosureKernel { inputs, _ in
-                [.tensor(try dequantizeLinear(try inputs.tensor(0), scale: try inputs.tensor(1), zeroPoint: try inputs.optionalTensor(2), axis: axis, blockSize: blockSize))]
+            return ClosureKernel { inputs, context in
+                [.tensor(try dequantizeLinear(try inputs.tensor(0), scale: try inputs.tensor(1), zeroPoint: try inputs.optionalTensor(2), axis: axis, blockSize: blockSize, context))]
             }
         }
         registry.register("DynamicQuantizeLinear", since: 11) { _ in
@@ -122,6 +150,8 @@ extension KernelRegistry {
                 return [.tensor(try integerMatMul(try inputs.tensor(0), try inputs.optionalTensor(2), b, context).values)]
             }
         }
+        registry.register("QLinearConv", since: 10) { build in try QLinearConvKernel(build, layout: .qlinear) }
+        registry.register("ConvInteger", since: 10) { build in try QLinearConvKernel(build, layout: .integer) }
         registry.register("DynamicQuantizeMatMul", domain: servalDomain) { build in try DynamicQuantizeMatMulKernel(build) }
         registry.register("QLinearMatMul", since: 10) { build in
             let packed = try PackedInt8Matrix.packedAtLoad(build, b: 3, zeroPoint: 5)

@@ -117,10 +117,12 @@ private struct Rule {
             if aVector { result.remove(at: result.count - 2) }
             if bVector { result.removeLast() }
             return [.tensor(dtype: type, shape: result)]
-        case "Conv", "MaxPool", "AveragePool", "LpPool":
-            guard let x = shape(0), x.count >= 3 else { return [.tensor(dtype: dtype(0), shape: nil)] }
-            let channels: Dimension = op == "Conv" ? (shape(1)?.first ?? .unknown) : x[1]
-            let kernel = ints("kernel_shape") ?? shape(1)?.dropFirst(2).compactMap(\.value)
+        case "Conv", "MaxPool", "AveragePool", "LpPool", "QLinearConv", "ConvInteger":
+            let type = op == "QLinearConv" ? dtype(7) : (op == "ConvInteger" ? .int32 : dtype(0))
+            let weights = op == "QLinearConv" ? 3 : 1
+            guard let x = shape(0), x.count >= 3 else { return [.tensor(dtype: type, shape: nil)] }
+            let channels: Dimension = ["Conv", "QLinearConv", "ConvInteger"].contains(op) ? (shape(weights)?.first ?? .unknown) : x[1]
+            let kernel = ints("kernel_shape") ?? shape(weights)?.dropFirst(2).compactMap(\.value)
             let spatial = x.dropFirst(2).compactMap(\.value)
             var out: [Dimension] = Array(repeating: .unknown, count: x.count - 2)
             if let kernel, spatial.count == x.count - 2, kernel.count == spatial.count,
@@ -128,7 +130,7 @@ private struct Rule {
                                                    pads: ints("pads"), autoPad: autoPad, ceilMode: int("ceil_mode") == 1) {
                 out = geometry.outputSize.map { .fixed($0) }
             }
-            let result = ValueType.tensor(dtype: dtype(0), shape: [x[0], channels] + out)
+            let result = ValueType.tensor(dtype: type, shape: [x[0], channels] + out)
             return op == "MaxPool" ? [result, .tensor(dtype: .int64, shape: [x[0], channels] + out)] : [result]
         case "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool":
             guard let x = shape(0), x.count >= 2 else { return [.tensor(dtype: dtype(0), shape: nil)] }

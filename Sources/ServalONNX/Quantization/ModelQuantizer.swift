@@ -13,6 +13,18 @@ import ServalTensor
 /// W_q is int8, symmetric (zero point 0, range ±127), with one scale for the matrix or one per output column
 /// (`perChannel`). One DynamicQuantizeLinear serves every product that reads the same x. Serval's optimizer
 /// turns each such chain back into a single int8 kernel call (`DynamicQuantizeMatMul`).
+///
+/// Static quantization of every Conv with constant float weights, when calibration inputs are given: the float model
+/// runs on them once to record each Conv's input and output range (min/max, widened to include 0), then
+///
+///     y = DequantizeLinear(QLinearConv(QuantizeLinear(x, x_scale, x_zero), x_scale, x_zero, W_q, W_scale, 0,
+///                                      y_scale, y_zero, B_q), y_scale, y_zero)
+///
+/// with uint8 activations, int8 symmetric weights (per tensor or per output channel) and an int32 bias
+/// B_q = round(B / (x_scale · W_scale)). A BatchNormalization after a Conv is first folded into its weights, and a
+/// Relu or Clip that is a Conv's only reader is folded in (the calibrated output range lies inside the activation's,
+/// so saturation does its work). A Conv whose input another quantized Conv produced reads that uint8 tensor
+/// directly, with no Dequantize/Quantize pair between them.
 public struct ModelQuantizer: Sendable {
     /// How weights are quantized.
     public struct Options: Sendable {
@@ -20,10 +32,13 @@ public struct ModelQuantizer: Sendable {
         public var perChannel: Bool
         /// Weights with fewer elements stay float (tiny products gain nothing and lose accuracy).
         public var minimumWeightElements: Int
+        /// Representative inputs by name (samples along the first dimension); with them, Convs are quantized statically.
+        public var calibration: [String: Tensor]?
 
-        public init(perChannel: Bool = false, minimumWeightElements: Int = 256) {
+        public init(perChannel: Bool = false, minimumWeightElements: Int = 256, calibration: [String: Tensor]? = nil) {
             self.perChannel = perChannel
             self.minimumWeightElements = minimumWeightElements
+            self.calibration = calibration
         }
     }
 
@@ -71,9 +86,42 @@ public struct ModelQuantizer: Sendable {
             throw QuantizationError("quantization needs ai.onnx opset 11 or later (DynamicQuantizeLinear); the model imports opset \(opset)")
         }
         var rewriter = GraphRewriter(graph: model.graph, baseDirectory: baseDirectory, options: options)
+        if let calibration = options.calibration {
+            // BatchNormalization after a Conv is folded into its weights first, so the Conv's output range is the
+            // normalised one and the activation after it can fold into the QLinearConv.
+            if try rewriter.foldBatchNormalization() {
+                model.graph = rewriter.graph
+                rewriter = GraphRewriter(graph: model.graph, baseDirectory: baseDirectory, options: options)
+            }
+            let folded = try ONNXModel(serialized: try model.serializedData(), baseDirectory: baseDirectory)
+            rewriter.ranges = try Self.ranges(of: rewriter.calibrationTensors(), in: folded.graph, calibration: calibration)
+        }
         try rewriter.rewrite(report: &report)
         model.graph = rewriter.graph
         return try model.serializedData()
+    }
+}
+
+extension ModelQuantizer {
+    /// The range (min, max, both widened to include 0) of each named float tensor over the calibration inputs, from
+    /// one run of the float model with those tensors added as outputs.
+    static func ranges(of names: Set<String>, in graph: Graph, calibration: [String: Tensor]) throws -> [String: (low: Float, high: Float)] {
+        var probe = graph
+        let inputs = Set(graph.inputs.map(\.name)), outputs = Set(graph.outputs.map(\.name))
+        for name in names.sorted() where !inputs.contains(name) && !outputs.contains(name) {
+            probe.outputs.append(ValueInfo(name: name, type: .tensor(dtype: .float32, shape: nil)))
+        }
+        for input in graph.inputs where calibration[input.name] == nil {
+            throw QuantizationError("calibration data has no tensor for input '\(input.name)'")
+        }
+        let results = try Session(graph: probe).run(calibration.mapValues { .tensor($0) })
+        var ranges: [String: (low: Float, high: Float)] = [:]
+        for name in names {
+            guard let tensor = inputs.contains(name) ? calibration[name] : results[name]?.tensor, tensor.dtype.isFloatingPoint else { continue }
+            let values = try tensor.converted(to: .float32).scalars(as: Float.self).filter(\.isFinite)
+            ranges[name] = (min(0, values.min() ?? 0), max(0, values.max() ?? 0))
+        }
+        return ranges
     }
 }
 
@@ -93,6 +141,14 @@ private struct GraphRewriter {
     private var usedNames: Set<String> = []
     private var quantizedInputs: [String: (values: String, scale: String, zeroPoint: String)] = [:]
     private var removedInitializers: Set<String> = []
+    /// Calibrated ranges of Conv inputs and outputs (static quantization); empty without calibration data.
+    var ranges: [String: (low: Float, high: Float)] = [:]
+    /// uint8 forms of float tensors already made: by a QuantizeLinear, or as a quantized Conv's own output.
+    private var staticTensors: [String: (values: String, scale: String, zeroPoint: String)] = [:]
+    /// Relu and Clip nodes folded into the Conv before them, by output name.
+    private var foldedActivations: Set<String> = []
+    /// Names of the DequantizeLinear nodes added after quantized Convs.
+    private var dequantizers: Set<String> = []
 
     init(graph: Onnx_GraphProto, baseDirectory: URL?, options: ModelQuantizer.Options) {
         self.graph = graph
@@ -113,6 +169,16 @@ private struct GraphRewriter {
         var added: [Onnx_TensorProto] = []
         for node in graph.node {
             let label = "\(node.opType) \(node.name.isEmpty ? node.output.first ?? "" : node.name)"
+            if node.opType == "Relu" || node.opType == "Clip", let output = node.output.first, foldedActivations.contains(output) { continue }
+            if Graph.canonicalDomain(node.domain).isEmpty, node.opType == "Conv", !ranges.isEmpty {
+                if let replacement = try convolution(node, added: &added, report: &report) {
+                    nodes += replacement
+                    report.quantized.append(label + " (static)")
+                } else {
+                    nodes.append(node)
+                }
+                continue
+            }
             guard Graph.canonicalDomain(node.domain).isEmpty, node.opType == "MatMul" || node.opType == "Gemm" else {
                 nodes.append(node)
                 continue
@@ -132,8 +198,175 @@ private struct GraphRewriter {
                 if readers[weightName] == 1 { removedInitializers.insert(weightName) }
             }
         }
-        graph.node = nodes
-        graph.initializer = graph.initializer.filter { !removedInitializers.contains($0.name) } + added
+        // A Dequantize whose float output nothing reads any more (the next Conv took the uint8 tensor) goes.
+        let graphOutputs = Set(graph.output.map(\.name))
+        var reads: [String: Int] = [:]
+        for node in nodes { for input in node.input { reads[input, default: 0] += 1 } }
+        graph.node = nodes.filter { node in
+            !(dequantizers.contains(node.name) && reads[node.output[0]] == nil && !graphOutputs.contains(node.output[0]))
+        }
+        // Initializers nothing reads any more (weights now stored as int8, folded Clip bounds) go.
+        var read = graphOutputs
+        for node in graph.node { read.formUnion(node.input) }
+        graph.initializer = (graph.initializer + added).filter { read.contains($0.name) && !removedInitializers.contains($0.name) }
+    }
+
+    /// Tensors whose ranges static quantization needs: each Conv's input, and its output (or its Relu's).
+    func calibrationTensors() -> Set<String> {
+        var names: Set<String> = []
+        for node in graph.node where Graph.canonicalDomain(node.domain).isEmpty && node.opType == "Conv" && node.input.count >= 2 {
+            guard initializerIndex[node.input[1]] != nil else { continue }
+            names.insert(node.input[0])
+            names.insert(node.output[0])
+            if let activation = foldableActivation(after: node) { names.insert(activation.output[0]) }
+        }
+        return names
+    }
+
+    /// The Relu or Clip that is the only reader of a Conv's output (which is not a graph output), if there is one:
+    /// its output range, measured on the calibration data, makes saturation do its work.
+    private func foldableActivation(after node: Onnx_NodeProto) -> Onnx_NodeProto? {
+        guard let output = node.output.first, readers[output] == 1, !graph.output.contains(where: { $0.name == output }) else { return nil }
+        return graph.node.first {
+            $0.input.first == output && ($0.opType == "Relu" || $0.opType == "Clip") && Graph.canonicalDomain($0.domain).isEmpty
+        }
+    }
+
+    /// Folds each BatchNormalization whose input is a Conv's only output into that Conv's weights and bias:
+    /// W'[m] = W[m] · γ[m] / √(σ²[m] + ε), B'[m] = (B[m] − μ[m]) · γ[m] / √(σ²[m] + ε) + β[m]. True if anything changed.
+    mutating func foldBatchNormalization() throws -> Bool {
+        let producers = Dictionary(graph.node.enumerated().flatMap { index, node in node.output.map { ($0, index) } }, uniquingKeysWith: { first, _ in first })
+        let outputs = Set(graph.output.map(\.name))
+        var removed = Set<Int>()
+        var added: [Onnx_TensorProto] = []
+        for (index, norm) in graph.node.enumerated() where norm.opType == "BatchNormalization" && Graph.canonicalDomain(norm.domain).isEmpty {
+            guard norm.input.count == 5, norm.output.count == 1 || norm.output.dropFirst().allSatisfy(\.isEmpty),
+                  let convIndex = producers[norm.input[0]], graph.node[convIndex].opType == "Conv",
+                  readers[norm.input[0]] == 1, !outputs.contains(norm.input[0]) else { continue }
+            var conv = graph.node[convIndex]
+            let parameters = try norm.input[1...4].map { try constant($0) }
+            guard let weights = try constant(conv.input[1]), weights.dtype == .float32,
+                  parameters.allSatisfy({ $0?.dtype == .float32 && $0?.count == weights.shape[0] }) else { continue }
+            let gamma = parameters[0]!.scalars(as: Float.self), beta = parameters[1]!.scalars(as: Float.self)
+            let mean = parameters[2]!.scalars(as: Float.self), variance = parameters[3]!.scalars(as: Float.self)
+            let epsilon = norm.attribute.first { $0.name == "epsilon" }?.f ?? 1e-5
+            let filters = weights.shape[0], depth = weights.count / max(filters, 1)
+            let factors = (0..<filters).map { gamma[$0] / (variance[$0] + epsilon).squareRoot() }
+            var bias = [Float](repeating: 0, count: filters)
+            if conv.input.count > 2, !conv.input[2].isEmpty {
+                guard let given = try constant(conv.input[2]), given.dtype == .float32, given.count == filters else { continue }
+                bias = given.scalars(as: Float.self)
+            }
+            let values = weights.scalars(as: Float.self)
+            let scaledWeights = values.indices.map { values[$0] * factors[$0 / depth] }
+            let foldedBias = (0..<filters).map { (bias[$0] - mean[$0]) * factors[$0] + beta[$0] }
+            let names = (unique(conv.input[1] + "_folded"), unique(norm.output[0] + "_bias"))
+            added.append(TensorEncoding.proto(Tensor(shape: weights.shape, scalars: scaledWeights), name: names.0))
+            added.append(TensorEncoding.proto(Tensor(shape: [filters], scalars: foldedBias), name: names.1))
+            conv.input = [conv.input[0], names.0, names.1]
+            conv.output = [norm.output[0]]
+            graph.node[convIndex] = conv
+            removed.insert(index)
+        }
+        guard !removed.isEmpty else { return false }
+        graph.node = graph.node.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        graph.initializer += added
+        // Initializers nothing reads any more (the float weights and normalisation parameters) go.
+        var read = Set<String>()
+        for node in graph.node { read.formUnion(node.input) }
+        graph.initializer = graph.initializer.filter { read.contains($0.name) }
+        return true
+    }
+
+    /// Scale and zero point of a uint8 tensor covering `range` (asymmetric, 0 exactly representable).
+    private static func activationParameters(_ range: (low: Float, high: Float)) -> (scale: Float, zeroPoint: UInt8) {
+        let scale = range.high > range.low ? (range.high - range.low) / 255 : 1
+        let zero = min(max((-range.low / scale).rounded(.toNearestOrEven), 0), 255)
+        return (scale, UInt8(zero))
+    }
+
+    /// Initializers for a uint8 tensor's scale and zero point.
+    private mutating func activationInitializers(for name: String, _ range: (low: Float, high: Float), added: inout [Onnx_TensorProto]) -> (scale: String, zeroPoint: String) {
+        let (scale, zero) = Self.activationParameters(range)
+        let names = (unique(name + "_scale"), unique(name + "_zero_point"))
+        added.append(TensorEncoding.proto(.scalar(scale), name: names.0))
+        added.append(TensorEncoding.proto(.scalar(zero), name: names.1))
+        return names
+    }
+
+    /// QLinearConv in place of Conv (and the Relu folded into it), or nil when the Conv stays float.
+    private mutating func convolution(_ node: Onnx_NodeProto, added: inout [Onnx_TensorProto], report: inout ModelQuantizer.Report) throws -> [Onnx_NodeProto]? {
+        let label = "Conv \(node.name.isEmpty ? node.output.first ?? "" : node.name)"
+        guard node.input.count >= 2, let weights = try constant(node.input[1]), weights.dtype == .float32, weights.rank >= 3 else {
+            report.skipped.append((label, "its weight is not a constant float tensor"))
+            return nil
+        }
+        let activation = foldableActivation(after: node)
+        let input = node.input[0], output = activation?.output[0] ?? node.output[0]
+        guard let inputRange = ranges[input], let outputRange = ranges[output] else {
+            report.skipped.append((label, "no calibration range for its input or output"))
+            return nil
+        }
+        var nodes: [Onnx_NodeProto] = []
+        // x as uint8: reuse what an earlier Conv produced, else quantize it here.
+        let x: (values: String, scale: String, zeroPoint: String)
+        if let existing = staticTensors[input] {
+            x = existing
+        } else {
+            let (scale, zeroPoint) = activationInitializers(for: input, inputRange, added: &added)
+            x = (unique(input + "_quantized"), scale, zeroPoint)
+            nodes.append(makeNode("QuantizeLinear", name: unique(input + "_quantize"), inputs: [input, scale, zeroPoint], outputs: [x.values]))
+            staticTensors[input] = x
+        }
+        // Weights: int8 symmetric, per output channel or per tensor; bias as int32 at scale x_scale · w_scale.
+        let filters = weights.shape[0], depth = weights.count / max(filters, 1)
+        let values = weights.scalars(as: Float.self)
+        let groups = options.perChannel ? filters : 1
+        var largest = [Float](repeating: 0, count: groups)
+        for index in values.indices { largest[options.perChannel ? index / depth : 0] = max(largest[options.perChannel ? index / depth : 0], abs(values[index])) }
+        let scales = largest.map { $0 > 0 && $0.isFinite ? $0 / 127 : 1 }
+        let quantized = values.indices.map { index -> Int8 in
+            let q = (values[index] / scales[options.perChannel ? index / depth : 0]).rounded(.toNearestOrEven)
+            return q.isNaN ? 0 : Int8(min(max(q, -127), 127))
+        }
+        let weightName = node.input[1]
+        let w = (unique(weightName + "_quantized"), unique(weightName + "_scale"), unique(weightName + "_zero_point"))
+        let scaleShape = options.perChannel ? [filters] : []
+        added.append(TensorEncoding.proto(Tensor(shape: weights.shape, scalars: quantized), name: w.0))
+        added.append(TensorEncoding.proto(Tensor(shape: scaleShape, scalars: scales), name: w.1))
+        added.append(TensorEncoding.proto(Tensor(zeros: .int8, shape: scaleShape), name: w.2))
+        report.floatWeightBytes += weights.count * 4
+        report.int8WeightBytes += weights.count
+        if readers[weightName] == 1 { removedInitializers.insert(weightName) }
+        let xScale = Self.activationParameters(inputRange).scale
+        var inputs = [x.values, x.scale, x.zeroPoint, w.0, w.1, w.2]
+        let yParameters = activationInitializers(for: output, outputRange, added: &added)
+        inputs += [yParameters.scale, yParameters.zeroPoint]
+        if node.input.count > 2, !node.input[2].isEmpty {
+            guard let bias = try constant(node.input[2]), bias.dtype == .float32, bias.count == filters else {
+                report.skipped.append((label, "its bias is not a constant float vector"))
+                return nil
+            }
+            let biasValues = bias.scalars(as: Float.self)
+            let quantizedBias = (0..<filters).map { m -> Int32 in
+                let q = (Double(biasValues[m]) / (Double(xScale) * Double(scales[options.perChannel ? m : 0]))).rounded(.toNearestOrEven)
+                return Int32(min(max(q, Double(Int32.min)), Double(Int32.max)))
+            }
+            let biasName = unique(node.input[2] + "_quantized")
+            added.append(TensorEncoding.proto(Tensor(shape: [filters], scalars: quantizedBias), name: biasName))
+            inputs.append(biasName)
+            if readers[node.input[2]] == 1 { removedInitializers.insert(node.input[2]) }
+        }
+        let yValues = unique(output + "_quantized")
+        var conv = makeNode("QLinearConv", name: unique((node.name.isEmpty ? output : node.name) + "_quantized"), inputs: inputs, outputs: [yValues])
+        conv.attribute = node.attribute
+        nodes.append(conv)
+        let dequantizer = unique(output + "_dequantize")
+        dequantizers.insert(dequantizer)
+        nodes.append(makeNode("DequantizeLinear", name: dequantizer, inputs: [yValues, yParameters.scale, yParameters.zeroPoint], outputs: [output]))
+        staticTensors[output] = (yValues, yParameters.scale, yParameters.zeroPoint)
+        if let activation { foldedActivations.insert(activation.output[0]) }
+        return nodes
     }
 
     private enum Plan {
