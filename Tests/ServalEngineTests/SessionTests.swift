@@ -145,4 +145,27 @@ struct SessionTests {
         #expect(packed?.scalars(as: Int32.self) == expected)
         #expect(perRun?.scalars(as: Int32.self) == expected)
     }
+
+    /// GELU written as (x · 0.5) · (1 + erf(x / √2)), the order torch traces Hugging Face's gelu in, is recognised too,
+    /// and the fused kernel agrees with the spelled-out graph.
+    @Test func erfGeluInTracedOrderIsFused() throws {
+        let graph = Graph(
+            nodes: [
+                Node(opType: "Mul", inputs: ["x", "half"], outputs: ["h"]),
+                Node(opType: "Div", inputs: ["x", "root2"], outputs: ["s"]),
+                Node(opType: "Erf", inputs: ["s"], outputs: ["e"]),
+                Node(opType: "Add", inputs: ["one", "e"], outputs: ["t"]),
+                Node(opType: "Mul", inputs: ["h", "t"], outputs: ["y"]),
+            ],
+            inputs: [ValueInfo(name: "x", type: .tensor(dtype: .float32, shape: [.fixed(2), .fixed(5)]))],
+            outputs: [ValueInfo(name: "y", type: .tensor(dtype: .float32, shape: nil))],
+            initializers: ["half": .scalar(Float(0.5)), "root2": .scalar(Float(2).squareRoot()), "one": .scalar(Float(1))],
+            opsets: ["": 17])
+        let fused = try Session(graph: graph)
+        #expect(fused.optimizedGraph.nodes.map(\.opType) == ["Gelu"])
+        let x = Tensor(shape: [2, 5], scalars: [Float(-3), -1.5, -0.5, 0, 0.25, 0.5, 1, 2, 4, 8])
+        let y = try #require(try fused.run(["x": x])["y"]?.tensor).scalars(as: Float.self)
+        let reference = try #require(try Session(graph: graph, options: SessionOptions(optimize: false)).run(["x": x])["y"]?.tensor).scalars(as: Float.self)
+        for (a, b) in zip(y, reference) { #expect(abs(a - b) <= 1e-4 * max(abs(b), 1e-2)) }
+    }
 }

@@ -265,7 +265,7 @@ func softmax(_ kind: SoftmaxKind, _ x: Tensor, axis rawAxis: Int, coerceTo2D: Bo
 
 /// Softmax of one contiguous row (the last-axis case: attention scores), eight lanes at a time.
 @inline(__always)
-private func softmaxRow(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ n: Int) {
+func softmaxRow(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ n: Int) {
     var maxLanes = SIMD8<Float>(repeating: -.infinity)
     var nan = SIMDMask<SIMD8<Int32>>()
     var j = 0
@@ -350,6 +350,10 @@ extension KernelRegistry {
             ("HardSigmoid", { .hardSigmoid(alpha: try $0.float("alpha", default: 0.2), beta: try $0.float("beta", default: 0.5)) }),
             ("Gelu", { .gelu(tanhApproximation: try $0.string("approximate", default: "none") == "tanh") }),
         ]
+        // Exact GELU that the optimizer recognised in its Erf form (fuseGelu), at any opset.
+        registry.register("Gelu", domain: servalDomain) { _ in
+            ClosureKernel { inputs, context in [.tensor(try applyUnary(.gelu(tanhApproximation: false), try inputs.tensor(0), context))] }
+        }
         for (name, make) in parameterised {
             registry.register(name) { build in
                 let op = try make(build)

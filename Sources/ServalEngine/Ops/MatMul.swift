@@ -255,6 +255,7 @@ func fusedActivation(_ build: KernelBuildContext) throws -> UnaryOp? {
     case "LeakyRelu": return .leakyRelu(try build.float("activation_alpha", default: 0.01))
     case "Clip": return .clip(try build.float("activation_min", default: -.infinity), try build.float("activation_max", default: .infinity))
     case "HardSwish": return .hardSwish
+    case "Gelu": return .gelu(tanhApproximation: false)
     default: throw build.invalid("unknown fused activation \(name)")
     }
 }

@@ -18,6 +18,8 @@ public struct Optimizer: Sendable {
         }
         try foldBatchNormIntoConv(&graph)
         fuseLayerNormalization(&graph)
+        fuseGelu(&graph)
+        fuseAttention(&graph)
         fuseDynamicQuantizedMatMul(&graph)
         fuseMatMulBias(&graph)
         fuseActivations(&graph)
@@ -282,9 +284,12 @@ func fuseActivations(_ graph: inout Graph) {
         guard node.attributes["activation"] == nil, node.outputs.count == 1, let output = node.outputs.first,
               !outputs.contains(output), let reader = readers[output], reader.count == 1 else { continue }
         let next = graph.nodes[reader[0]]
-        guard next.domain.isEmpty, next.inputs.first == output else { continue }
+        guard next.domain.isEmpty || (next.domain == servalDomain && next.opType == "Gelu"), next.inputs.first == output else { continue }
         var attributes = node.attributes
         switch next.opType {
+        case "Gelu":
+            if case .string(let approximate)? = next.attributes["approximate"], approximate != "none" { continue }
+            attributes["activation"] = .string("Gelu")
         case "Relu", "Sigmoid", "Tanh", "HardSwish":
             attributes["activation"] = .string(next.opType)
         case "LeakyRelu":

@@ -107,6 +107,9 @@ private struct Rule {
             guard let a = shape(0), let b = shape(1), a.count == 2, b.count == 2 else { return [.tensor(dtype: dtype(0), shape: unknownDims(2))] }
             let m = int("transA") == 1 ? a[1] : a[0], n = int("transB") == 1 ? b[0] : b[1]
             return [.tensor(dtype: dtype(0), shape: [m, n])]
+        case "Attention":
+            guard let q = shape(0), let v = shape(2), q.count == 4, v.count == 4 else { return [.tensor(dtype: .float32, shape: nil)] }
+            return [.tensor(dtype: .float32, shape: [q[0], q[1], q[2], v[3]])]
         case "MatMul", "MatMulInteger", "DynamicQuantizeMatMul":
             let type: DType? = op == "MatMul" ? dtype(0) : (op == "MatMulInteger" ? .int32 : .float32)
             guard var a = shape(0), var b = shape(1), !a.isEmpty, !b.isEmpty else { return [.tensor(dtype: type, shape: nil)] }

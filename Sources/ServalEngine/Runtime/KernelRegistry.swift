@@ -151,6 +151,7 @@ public struct KernelRegistry: Sendable {
         registerTensorOps(into: &registry)
         registerSelection(into: &registry)
         registerQuantization(into: &registry)
+        registerAttention(into: &registry)
         registerEinsum(into: &registry)
         registerMLOps(into: &registry)
         return registry

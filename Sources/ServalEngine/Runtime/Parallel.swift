@@ -43,7 +43,7 @@ final class IntraOpPool: @unchecked Sendable {
     private var job = Job()
     private let sleepers = NSCondition()
     private var sleeping = 0  // guarded by `sleepers`
-    private let spinLimit = 20_000  // ~50-100 µs of polling before a worker parks
+    private let spinLimit = 2_000  // polls (pause each) before a worker parks: tens of microseconds
 
     init(workers: Int) {
         self.workers = workers
