@@ -169,3 +169,45 @@ struct SessionTests {
         for (a, b) in zip(y, reference) { #expect(abs(a - b) <= 1e-4 * max(abs(b), 1e-2)) }
     }
 }
+
+/// Plans specialised per input shape: shape arithmetic on symbolic dimensions folds away, results stay right, and
+/// the cache keeps only the most recent shapes.
+struct ShapePlanTests {
+    /// y = Reshape(x, [batch · rows, 2]) with the target shape computed from Shape(x) at run time.
+    static func graph() -> Graph {
+        Graph(
+            nodes: [
+                Node(opType: "Shape", inputs: ["x"], outputs: ["shape"]),
+                Node(opType: "Gather", inputs: ["shape", "zero"], outputs: ["batch"], attributes: ["axis": .int(0)]),
+                Node(opType: "Gather", inputs: ["shape", "one"], outputs: ["rows"], attributes: ["axis": .int(0)]),
+                Node(opType: "Mul", inputs: ["batch", "rows"], outputs: ["count"]),
+                Node(opType: "Unsqueeze", inputs: ["count", "axes"], outputs: ["count_1d"]),
+                Node(opType: "Concat", inputs: ["count_1d", "two"], outputs: ["target"], attributes: ["axis": .int(0)]),
+                Node(opType: "Reshape", inputs: ["x", "target"], outputs: ["flat"]),
+                Node(opType: "Relu", inputs: ["flat"], outputs: ["y"]),
+            ],
+            inputs: [ValueInfo(name: "x", type: .tensor(dtype: .float32, shape: [.symbolic("batch"), .symbolic("rows"), .fixed(2)]))],
+            outputs: [ValueInfo(name: "y", type: .tensor(dtype: .float32, shape: nil))],
+            initializers: [
+                "zero": .scalar(Int64(0)), "one": .scalar(Int64(1)), "axes": Tensor(shape: [1], scalars: [Int64(0)]),
+                "two": Tensor(shape: [1], scalars: [Int64(2)]),
+            ],
+            opsets: ["": 17])
+    }
+
+    @Test func shapeSubgraphFoldsPerInputShape() throws {
+        let session = try Session(graph: Self.graph(), options: SessionOptions(shapePlanCacheSize: 2))
+        #expect(session.optimizedGraph.nodes.contains { $0.opType == "Shape" })
+        for (batch, rows) in [(1, 3), (2, 5), (4, 1), (2, 5)] {
+            let values = (0..<(batch * rows * 2)).map { Float($0) - 3 }
+            let feeds: [String: Value] = ["x": .tensor(Tensor(shape: [batch, rows, 2], scalars: values))]
+            #expect(session.steps(for: feeds) == ["Reshape", "Relu"])
+            let y = try #require(try session.run(feeds)["y"]?.tensor)
+            #expect(y.shape == [batch * rows, 2])
+            #expect(y.scalars(as: Float.self) == values.map { max(0, $0) })
+        }
+        #expect(session.specialisedPlanCount == 2)
+        let plain = try Session(graph: Self.graph(), options: SessionOptions(shapePlanCacheSize: 0))
+        #expect(plain.steps(for: ["x": .tensor(Tensor(zeros: .float32, shape: [1, 1, 2]))]).contains("Shape"))
+    }
+}

@@ -56,6 +56,14 @@ struct ConvKernel: Kernel {
                     let body: (Int) -> Void = { image in
                         let source = input + image * channels * inputPlane
                         let target = output + image * filters * positions
+                        if depthwise && workers <= 1 {
+                            // One image at a time: its channels run in parallel.
+                            context.parallelRanges(channels, grain: max(1, 16_384 / max(positions, 1))) { range in
+                                depthwiseConv2D(source + range.lowerBound * inputPlane, weights + range.lowerBound * taps,
+                                                target + range.lowerBound * positions, channels: range.count, geometry: geometry)
+                            }
+                            return
+                        }
                         if depthwise {
                             depthwiseConv2D(source, weights, target, channels: channels, geometry: geometry)
                             return
@@ -67,7 +75,14 @@ struct ConvKernel: Kernel {
                                 b = UnsafePointer(groupSource)
                             } else {
                                 let column = columnPointers[workers > 1 ? image % workers : 0]
-                                if planar {
+                                if planar && workers <= 1 {
+                                    // One image at a time: its channels' columns are filled in parallel instead.
+                                    let channelRows = taps * positions
+                                    context.parallelRanges(groupChannels, grain: max(1, 32_768 / max(channelRows, 1))) { range in
+                                        im2col2D(groupSource + range.lowerBound * inputPlane, column + range.lowerBound * channelRows,
+                                                 channels: range.count, geometry: geometry)
+                                    }
+                                } else if planar {
                                     im2col2D(groupSource, column, channels: groupChannels, geometry: geometry)
                                 } else {
                                     gatherColumns(groupSource, column, offsets: offsets, channels: groupChannels,
@@ -89,7 +104,7 @@ struct ConvKernel: Kernel {
                     } else {
                         for image in 0..<batch { body(image) }
                     }
-                    addBiasAndActivate(output, bias: bias, activation: activation, planes: batch, channels: filters, planeSize: positions)
+                    addBiasAndActivate(output, bias: bias, activation: activation, planes: batch, channels: filters, planeSize: positions, context)
                 }
             }
         }
@@ -252,19 +267,25 @@ func depthwiseConv2D(
 /// Adds a per-channel bias and applies a fused activation over NC(spatial) data, one plane at a time
 /// while it is still in cache.
 func addBiasAndActivate(
-    _ output: UnsafeMutablePointer<Float>, bias: Tensor?, activation: UnaryOp?, planes: Int, channels: Int, planeSize: Int
+    _ output: UnsafeMutablePointer<Float>, bias: Tensor?, activation: UnaryOp?, planes: Int, channels: Int, planeSize: Int,
+    _ context: RunContext? = nil
 ) {
     guard bias != nil || activation != nil else { return }
     let biasValues = bias?.scalars(as: Float.self)
-    for n in 0..<planes {
-        for c in 0..<channels {
-            let plane = output + (n * channels + c) * planeSize
+    let pass = { (range: Range<Int>) in
+        for index in range {
+            let plane = output + index * planeSize
             if let biasValues {
-                let value = biasValues[c]
+                let value = biasValues[index % channels]
                 for i in 0..<planeSize { plane[i] += value }
             }
             if let activation { activation.apply(plane, plane, planeSize) }
         }
+    }
+    if let context {
+        context.parallelRanges(planes * channels, grain: max(1, elementwiseGrain / max(planeSize, 1)), pass)
+    } else {
+        pass(0..<planes * channels)
     }
 }
 

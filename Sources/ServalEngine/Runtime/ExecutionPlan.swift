@@ -19,7 +19,11 @@ struct ExecutionPlan: Sendable {
     let inputSlots: [String: Int]
     let outputSlots: [(name: String, slot: Int)]
 
-    init(graph: Graph, registry: KernelRegistry) throws {
+    /// `reusing` offers kernels already built for the same node (same outputs, inputs and constants), so a plan
+    /// specialised to one input shape shares the packed weights of the general plan.
+    init(graph: Graph, registry: KernelRegistry, reusing previous: ExecutionPlan? = nil) throws {
+        var reusable: [[String]: Step] = [:]
+        for step in previous?.steps ?? [] { reusable[step.node.outputs] = step }
         let order = try topologicalOrder(graph)
         var slots: [String: Int] = [:]
         func slot(_ name: String) -> Int {
@@ -49,8 +53,16 @@ struct ExecutionPlan: Sendable {
             let constants = node.inputs.map { $0.isEmpty ? nil : graph.initializers[$0] }
             let build = KernelBuildContext(node: node, opset: graph.opset(for: node.domain), constants: constants)
             let kernel: any Kernel
-            do { kernel = try factory(build) } catch let error as EngineError { throw error } catch {
-                throw EngineError.invalidModel("node \(node.displayName): \(error)")
+            if let earlier = reusable[node.outputs], earlier.node.inputs == node.inputs, earlier.node.opType == node.opType,
+               zip(earlier.inputs, node.inputs).allSatisfy({ slot, name in
+                   // The same constant-ness: a value that became a constant here was a run-time input there.
+                   name.isEmpty || (slot >= 0 && previous!.initialSlots[slot] != nil) == (graph.initializers[name] != nil)
+               }) {
+                kernel = earlier.kernel
+            } else {
+                do { kernel = try factory(build) } catch let error as EngineError { throw error } catch {
+                    throw EngineError.invalidModel("node \(node.displayName): \(error)")
+                }
             }
             let releases = node.inputs.compactMap { input -> Int? in
                 guard !input.isEmpty, let s = slots[input], lastUse[s] == index, initial[s] == nil, !outputNames.contains(input) else { return nil }

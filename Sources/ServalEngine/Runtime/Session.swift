@@ -8,10 +8,14 @@ public struct SessionOptions: Sendable {
     public var intraOpThreads: Int
     /// Run the optimizer passes (constant folding, Identity removal, Conv+BatchNorm folding, fusion).
     public var optimize: Bool
+    /// How many input-shape-specialised plans to keep (0: never specialise). Only graphs whose shape arithmetic
+    /// depends on symbolic input dimensions (a BERT's (batch, sequence)) get them.
+    public var shapePlanCacheSize: Int
 
-    public init(intraOpThreads: Int = 1, optimize: Bool = true) {
+    public init(intraOpThreads: Int = 1, optimize: Bool = true, shapePlanCacheSize: Int = 8) {
         self.intraOpThreads = max(1, intraOpThreads)
         self.optimize = optimize
+        self.shapePlanCacheSize = max(0, shapePlanCacheSize)
     }
 }
 
@@ -28,6 +32,9 @@ public final class Session: Sendable {
     /// The graph outputs with their declared types refined by inference (e.g. a shape the model left out).
     public var outputTypes: [ValueInfo] { outputs.map { ValueInfo(name: $0.name, type: valueTypes[$0.name] ?? $0.type) } }
     let plan: ExecutionPlan
+    let registry: KernelRegistry
+    /// Plans specialised to one set of input shapes, with the shape subgraphs folded (when the general plan has any).
+    let shapePlans: ShapePlanCache?
     private let idlePools = Mutex<[BufferPool]>([])
 
     public init(graph: Graph, options: SessionOptions = SessionOptions(), registry: KernelRegistry = .standard) throws {
@@ -42,6 +49,45 @@ public final class Session: Sendable {
         self.optimizedGraph = optimized
         self.valueTypes = ShapeInference.infer(optimized)
         self.plan = try ExecutionPlan(graph: optimized, registry: registry)
+        self.registry = registry
+        // Shape left in the graph means its shape arithmetic depends on the inputs' symbolic dimensions.
+        self.shapePlans = options.optimize && options.shapePlanCacheSize > 0 && optimized.nodes.contains { $0.domain.isEmpty && $0.opType == "Shape" }
+            ? ShapePlanCache(capacity: options.shapePlanCacheSize) : nil
+    }
+
+    /// The op types the plan for these feeds runs, in order (after shape specialisation), for inspection and tests.
+    public func steps(for feeds: [String: Value]) -> [String] { plan(for: feeds).steps.map(\.node.qualifiedOpType) }
+
+    /// How many shape-specialised plans are cached now.
+    public var specialisedPlanCount: Int { shapePlans?.count ?? 0 }
+
+    /// The plan for these (validated) feeds: the general one, or one specialised to their shapes, built on first use
+    /// (the general plan stands in if specialising fails).
+    func plan(for feeds: [String: Value]) -> ExecutionPlan {
+        guard let shapePlans else { return plan }
+        let key = inputs.map { feeds[$0.name]?.tensor?.shape ?? [] }
+        if let cached = shapePlans.plan(for: key) { return cached }
+        let specialised = (try? specialise(to: key)) ?? plan
+        shapePlans.store(specialised, for: key)
+        return specialised
+    }
+
+    /// The optimized graph with the inputs' dimensions fixed to `shapes`, shape subgraphs folded, compiled with the
+    /// general plan's kernels wherever a node is unchanged.
+    private func specialise(to shapes: [[Int]]) throws -> ExecutionPlan {
+        let key = shapes
+        var graph = optimizedGraph
+        graph.inputs = zip(graph.inputs, key).map { input, shape in
+            guard case .tensor(let dtype, _) = input.type else { return input }
+            return ValueInfo(name: input.name, type: .tensor(dtype: dtype, shape: shape.map { .fixed($0) }))
+        }
+        for _ in 0..<3 where foldStaticShapes(&graph, facts: ShapeInference.infer(graph)) {
+            try foldConstants(&graph, registry: registry)
+        }
+        try foldConstants(&graph, registry: registry)
+        removeDeadNodes(&graph)
+        graph.inputs = optimizedGraph.inputs
+        return try ExecutionPlan(graph: graph, registry: registry, reusing: plan)
     }
 
     /// Every (domain, op, opset) in `graph` that has no kernel, in first-seen order.
@@ -61,17 +107,16 @@ public final class Session: Sendable {
     /// Runs the graph on `feeds` (one value per graph input) and returns every graph output by name.
     /// With a `profile`, the time of every step is added to it under the step's op type.
     public func run(_ feeds: [String: Value], profile: RunProfile? = nil) throws -> [String: Value] {
-        var slots = plan.initialSlots
         for (name, value) in feeds {
-            guard let slot = plan.inputSlots[name] else {
-                throw EngineError.unexpectedInput(name: name, known: inputs.map(\.name))
-            }
+            guard plan.inputSlots[name] != nil else { throw EngineError.unexpectedInput(name: name, known: inputs.map(\.name)) }
             try validate(name: name, value: value)
-            slots[slot] = value
         }
         for input in inputs where feeds[input.name] == nil {
             throw EngineError.missingInput(name: input.name)
         }
+        let plan = self.plan(for: feeds)
+        var slots = plan.initialSlots
+        for (name, value) in feeds { slots[plan.inputSlots[name]!] = value }
         let pool = idlePools.withLock { $0.popLast() } ?? BufferPool()
         defer { idlePools.withLock { $0.append(pool) } }
         let context = RunContext(pool: pool, threads: options.intraOpThreads)
@@ -132,6 +177,33 @@ public final class Session: Sendable {
             }
         }
     }
+}
+
+/// The most recently used specialised plans, keyed by the input shapes (least recently used dropped first).
+final class ShapePlanCache: Sendable {
+    private let entries = Mutex<[(key: [[Int]], plan: ExecutionPlan)]>([])
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func plan(for key: [[Int]]) -> ExecutionPlan? {
+        entries.withLock { entries in
+            guard let index = entries.firstIndex(where: { $0.key == key }) else { return nil }
+            let entry = entries.remove(at: index)
+            entries.append(entry)
+            return entry.plan
+        }
+    }
+
+    func store(_ plan: ExecutionPlan, for key: [[Int]]) {
+        entries.withLock { entries in
+            entries.removeAll { $0.key == key }
+            entries.append((key, plan))
+            if entries.count > capacity { entries.removeFirst(entries.count - capacity) }
+        }
+    }
+
+    var count: Int { entries.withLock { $0.count } }
 }
 
 /// Time spent per op type over one or more runs (`serval bench --profile`). Thread-safe.
