@@ -13,20 +13,31 @@ public struct ONNXModel: Sendable {
 
     /// Loads a model file; external tensor data is resolved relative to the file's folder.
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ONNXImportError.unreadableFile(path: url.path, reason: (error as NSError).localizedDescription)
-        }
-        try self.init(serialized: data, baseDirectory: url.deletingLastPathComponent())
+        // The file's bytes are dropped once parsed, before the weights are decoded (peak memory: two copies, not three).
+        let proto = try Self.parse(try Self.read(url))
+        try self.init(proto: proto, baseDirectory: url.deletingLastPathComponent())
     }
 
     public init(serialized data: Data, baseDirectory: URL? = nil) throws {
-        let proto: Onnx_ModelProto
+        try self.init(proto: try Self.parse(data), baseDirectory: baseDirectory)
+    }
+
+    private static func read(_ url: URL) throws -> Data {
+        do { return try Data(contentsOf: url) } catch {
+            throw ONNXImportError.unreadableFile(path: url.path, reason: (error as NSError).localizedDescription)
+        }
+    }
+
+    private static func parse(_ data: Data) throws -> Onnx_ModelProto {
         do {
-            proto = try Onnx_ModelProto(serializedBytes: data)
+            return try Onnx_ModelProto(serializedBytes: data)
         } catch {
             throw ONNXImportError.notAModel("protobuf decoding failed (\(error)); the file is truncated or not ONNX")
         }
+    }
+
+    private init(proto: consuming Onnx_ModelProto, baseDirectory: URL?) throws {
+        var proto = proto
         guard proto.hasGraph else { throw ONNXImportError.notAModel("the file has no graph") }
         guard proto.hasIrVersion, (3...14).contains(proto.irVersion) else {
             if !proto.hasIrVersion { throw ONNXImportError.notAModel("the file has no IR version") }
@@ -39,7 +50,10 @@ public struct ONNXModel: Sendable {
             opsets[domain] = max(opsets[domain] ?? 0, Int(entry.version))
         }
         if opsets[""] == nil && proto.opsetImport.isEmpty { opsets[""] = 1 }
-        graph = try GraphImporter(baseDirectory: baseDirectory).graph(from: proto.graph, opsets: opsets)
+        // The importer takes the only reference to the graph message, so each weight's bytes go once decoded.
+        var graphProto = proto.graph
+        proto.graph = Onnx_GraphProto()
+        graph = try GraphImporter(baseDirectory: baseDirectory).graph(from: &graphProto, opsets: opsets)
         irVersion = Int(proto.irVersion)
         producer = [proto.producerName, proto.producerVersion].filter { !$0.isEmpty }.joined(separator: " ")
         modelVersion = Int(proto.modelVersion)
@@ -51,10 +65,13 @@ public struct ONNXModel: Sendable {
 struct GraphImporter {
     let baseDirectory: URL?
 
-    func graph(from proto: Onnx_GraphProto, opsets: [String: Int]) throws -> Graph {
+    /// Translates `proto`, emptying its initializers as they are decoded so their bytes are freed along the way.
+    func graph(from proto: inout Onnx_GraphProto, opsets: [String: Int]) throws -> Graph {
         var initializers: [String: Tensor] = [:]
-        for tensor in proto.initializer {
+        for index in proto.initializer.indices {
+            let tensor = proto.initializer[index]
             initializers[tensor.name] = try TensorDecoding.tensor(from: tensor, baseDirectory: baseDirectory)
+            proto.initializer[index] = Onnx_TensorProto()
         }
         if !proto.sparseInitializer.isEmpty {
             throw ONNXImportError.notAModel("sparse initializers are not supported")
