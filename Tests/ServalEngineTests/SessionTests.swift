@@ -211,3 +211,32 @@ struct ShapePlanTests {
         #expect(plain.steps(for: ["x": .tensor(Tensor(zeros: .float32, shape: [1, 1, 2]))]).contains("Shape"))
     }
 }
+
+/// Gemm and MatMul with constant weights run on the pre-packed AVX-512 kernel where the CPU has it (BLAS elsewhere):
+/// alpha, transB, a row bias and every row/column tail agree with a plain triple loop.
+struct PackedWeightTests {
+    @Test(arguments: [1, 5, 13, 40])
+    func gemmWithPackedWeightsMatchesTripleLoop(rows: Int) throws {
+        let (k, n) = (37, 45)
+        let w = (0..<(n * k)).map { Float(($0 * 7) % 19) / 9 - 1 }  // [n, k], used transposed
+        let bias = (0..<n).map { Float($0) / 10 }
+        let graph = Graph(
+            nodes: [Node(opType: "Gemm", inputs: ["x", "W", "b"], outputs: ["y"], attributes: ["alpha": .float(0.5), "transB": .int(1)])],
+            inputs: [ValueInfo(name: "x", type: .tensor(dtype: .float32, shape: [.symbolic("batch"), .fixed(k)]))],
+            outputs: [ValueInfo(name: "y", type: .tensor(dtype: .float32, shape: nil))],
+            initializers: ["W": Tensor(shape: [n, k], scalars: w), "b": Tensor(shape: [n], scalars: bias)], opsets: ["": 17])
+        let x = (0..<(rows * k)).map { Float(($0 * 5) % 23) / 11 - 1 }
+        for threads in [1, 2] {
+            let session = try Session(graph: graph, options: SessionOptions(intraOpThreads: threads))
+            let y = try #require(try session.run(["x": Tensor(shape: [rows, k], scalars: x)])["y"]?.tensor).scalars(as: Float.self)
+            for row in 0..<rows {
+                for column in 0..<n {
+                    var sum: Float = 0
+                    for i in 0..<k { sum += x[row * k + i] * w[column * k + i] }
+                    let expected = 0.5 * sum + bias[column]
+                    #expect(abs(y[row * n + column] - expected) <= 1e-5 * max(abs(expected), 1), "row \(row) column \(column)")
+                }
+            }
+        }
+    }
+}

@@ -39,6 +39,16 @@ const char *serval_qgemm_isa(void);
 /// Forces the portable (0), AVX2 (1) or best available (2) path, for tests comparing them. Returns the path now in use.
 int serval_qgemm_select(int level);
 
+/// Float GEMM with B packed once, for weights: C[m×n] = A[m×k] · B[k×n], all row-major, on an AVX-512 micro-kernel
+/// (12 rows × 32 columns of accumulators in registers). B is packed in panels of 16 columns, k rows each.
+/// Callers check serval_sgemm_packed_available() and use BLAS otherwise.
+int serval_sgemm_packed_available(void);
+size_t serval_sgemm_packed_size(ptrdiff_t k, ptrdiff_t n);  // floats
+void serval_sgemm_pack_b(const float *b, ptrdiff_t k, ptrdiff_t n, ptrdiff_t ldb, float *packed);
+/// The packed panels starting at column `n0` (a multiple of 16), for computing a column slice.
+const float *serval_sgemm_panel(const float *packed, ptrdiff_t k, ptrdiff_t n0);
+void serval_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed, float *c, ptrdiff_t ldc);
+
 /// Tells the CPU this thread is spin-waiting (x86 `pause`), easing the load on a sibling hyper-thread.
 static inline void serval_spin_pause(void) {
 #if defined(__x86_64__)

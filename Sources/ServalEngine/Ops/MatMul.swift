@@ -12,6 +12,8 @@ struct GemmKernel: Kernel {
     let packedB: Tensor?
     /// A constant C that is a row vector of N values, pre-scaled by beta: added in the output pass.
     let rowBias: [Float]?
+    /// packedB (times alpha) packed for the AVX-512 kernel, where the CPU has it.
+    let panels: PackedFloatMatrix?
 
     init(transA: Bool, transB: Bool, alpha: Float, beta: Float, activation: UnaryOp?, constantB: Tensor?, constantC: Tensor?) throws {
         self.transA = transA
@@ -30,6 +32,7 @@ struct GemmKernel: Kernel {
         } else {
             rowBias = nil
         }
+        panels = transA ? nil : packedB.flatMap { PackedFloatMatrix($0, alpha: alpha) }
     }
 
     func run(_ inputs: [Value?], _ context: RunContext) throws -> [Value] {
@@ -53,6 +56,15 @@ struct GemmKernel: Kernel {
             guard rowBias == nil, let c, beta != 0 else { return false }
             try fillBias(output.baseAddress!, c, m: m, n: n, scale: beta)
             return true
+        }
+        if let panels, !accumulate, a.dtype == .float32 {
+            af.withUnsafeBufferPointer(as: Float.self) { pa in
+                out.withUnsafeMutableBufferPointer(as: Float.self) { po in
+                    context.sgemm(m: m, a: pa.baseAddress!, lda: k, packed: panels, c: po.baseAddress!, ldc: n)
+                    applyEpilogue(po.baseAddress!, rows: m, columns: n, bias: rowBias, activation: activation)
+                }
+            }
+            return [.tensor(out)]
         }
         af.withUnsafeBufferPointer(as: Float.self) { pa in
             bf.withUnsafeBufferPointer(as: Float.self) { pb in
@@ -146,6 +158,8 @@ func fillBias(_ output: UnsafeMutablePointer<Float>, _ c: Tensor, m: Int, n: Int
 struct MatMulKernel: Kernel {
     let activation: UnaryOp?
     let packedB: Tensor?
+    /// A constant 2-D packedB packed for the AVX-512 kernel, where the CPU has it.
+    var panels: PackedFloatMatrix? = nil
 
     func run(_ inputs: [Value?], _ context: RunContext) throws -> [Value] {
         let a = try inputs.tensor(0)
@@ -177,7 +191,10 @@ struct MatMulKernel: Kernel {
         try out.withUnsafeMutableBufferPointer(as: Float.self) { po in
             a2.withUnsafeBufferPointer(as: Float.self) { pa in
                 b2.withUnsafeBufferPointer(as: Float.self) { pb in
-                    if batchB.reduce(1, *) == 1 && batchA == batch {
+                    if let panels, b.rank == 2, batchA == batch {
+                        // Constant weights: one GEMM over all rows on the pre-packed kernel.
+                        context.sgemm(m: batchCount * m, a: pa.baseAddress!, lda: k, packed: panels, c: po.baseAddress!, ldc: n)
+                    } else if batchB.reduce(1, *) == 1 && batchA == batch {
                         // Weights shared by every batch: one GEMM over all rows.
                         context.sgemm(transA: false, transB: false, m: batchCount * m, n: n, k: k,
                                       a: pa.baseAddress!, lda: k, b: pb.baseAddress!, ldb: n, c: po.baseAddress!, ldc: n)
@@ -235,7 +252,9 @@ extension KernelRegistry {
         registry.register("Gemm", gemm)
         registry.register("FusedGemm", domain: servalDomain, gemm)
         let matmul: KernelFactory = { build in
-            MatMulKernel(activation: try fusedActivation(build), packedB: build.constant(1).flatMap { $0.dtype == .float32 ? $0 : nil })
+            let weights = build.constant(1).flatMap { $0.dtype == .float32 ? $0 : nil }
+            return MatMulKernel(activation: try fusedActivation(build), packedB: weights,
+                                panels: weights.flatMap { $0.rank == 2 ? PackedFloatMatrix($0) : nil })
         }
         registry.register("MatMul", matmul)
         registry.register("FusedMatMul", domain: servalDomain, matmul)
