@@ -24,6 +24,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 import models  # noqa: E402
+from common import int8_verdict  # noqa: E402
 
 
 def main():
@@ -62,11 +63,6 @@ def main():
     sys.exit(1 if failures else 0)
 
 
-def cosine_distance(a, b):
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return float(1 - a.dot(b) / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
 def check_quantized(serval, work, path, float_session):
     quantized = os.path.join(work, "bert_6x384_int8.onnx")
     subprocess.run([serval, "quantize", path, quantized, "--seconds", "0"], check=True, stdout=subprocess.DEVNULL)
@@ -84,12 +80,7 @@ def check_quantized(serval, work, path, float_session):
         actual = np.load(os.path.join(out, "last_hidden_state.npy"))
         reference = float_session.run(["last_hidden_state"], feeds)[0]
         ort_int8 = ort_quantized.run(["last_hidden_state"], feeds)[0]
-        serval_distance, ort_distance = cosine_distance(actual, reference), cosine_distance(ort_int8, reference)
-        between = cosine_distance(actual, ort_int8)
-        ok = actual.shape == reference.shape and serval_distance < 1e-2 and ort_distance < 1e-2 and between < 1e-3
-        failures += 0 if ok else 1
-        print(f"{'ok  ' if ok else 'FAIL'} int8 batch {batch} x sequence {sequence}, {threads} thread(s): cosine distance to float: serval {serval_distance:.2e}, "
-              f"onnxruntime {ort_distance:.2e} (limit 1e-2); serval vs onnxruntime int8 {between:.2e} (limit 1e-3)")
+        failures += 0 if int8_verdict(f"int8 batch {batch} x sequence {sequence}, {threads} thread(s)", actual, reference, ort_int8) else 1
     return failures
 
 

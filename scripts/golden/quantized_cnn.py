@@ -14,12 +14,9 @@ import sys
 import numpy as np
 import onnxruntime as ort
 
+from common import int8_verdict  # the script's own folder is on sys.path
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Fixtures")
-
-
-def cosine_distance(a, b):
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return float(1 - a.dot(b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def main():
@@ -44,12 +41,7 @@ def main():
         arguments = [a for key in feeds for a in ("--input", f"{key}={os.path.join(calibration, key + '.npy')}")]
         subprocess.run([serval, "run", quantized, *arguments, "--output-dir", out], check=True, stdout=subprocess.DEVNULL)
         actual = np.load(os.path.join(out, f"{output}.npy"))
-        serval_distance, ort_distance = cosine_distance(actual, reference), cosine_distance(ort_int8, reference)
-        between = cosine_distance(actual, ort_int8)
-        ok = actual.shape == reference.shape and serval_distance < 1e-2 and ort_distance < 1e-2 and between < 1e-3
-        failures += 0 if ok else 1
-        print(f"{'ok  ' if ok else 'FAIL'} {name} int8 (static Conv): cosine distance to float: serval {serval_distance:.2e}, "
-              f"onnxruntime {ort_distance:.2e} (limit 1e-2); serval vs onnxruntime int8 {between:.2e} (limit 1e-3)")
+        failures += 0 if int8_verdict(f"{name} int8 (static Conv)", actual, reference, ort_int8) else 1
     sys.exit(1 if failures else 0)
 
 

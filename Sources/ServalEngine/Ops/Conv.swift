@@ -4,12 +4,8 @@ import ServalTensor
 /// with a direct kernel for depthwise convolution and no im2col for 1×1 stride-1 convolutions.
 /// `serval:FusedConv` is the same with an activation applied in the output pass.
 struct ConvKernel: Kernel {
-    let kernelShape: [Int]?
-    let strides: [Int]?
-    let dilations: [Int]?
-    let pads: [Int]?
-    let autoPad: String
-    let group: Int
+    let attributes: ConvAttributes
+    var group: Int { attributes.group }
     let activation: UnaryOp?
     /// Weights [M, C/group, k...] as float32, read once at load when constant.
     let packedWeights: Tensor?
@@ -28,8 +24,7 @@ struct ConvKernel: Kernel {
             throw KernelError("Conv weights \(w.shape) do not match \(channels) input channels in \(group) groups")
         }
         let spatial = Array(x.shape.dropFirst(2))
-        let kernel = kernelShape ?? Array(w.shape.dropFirst(2))
-        let geometry = try SpatialGeometry(input: spatial, kernel: kernel, strides: strides, dilations: dilations, pads: pads, autoPad: autoPad)
+        let geometry = try attributes.geometry(input: spatial, weights: w.shape)
         if let bias, bias.count != filters { throw KernelError("Conv bias has \(bias.count) values for \(filters) filters") }
         let outputShape = [batch, filters] + geometry.outputSize
         var out = context.allocate(.float32, outputShape)
@@ -266,6 +261,32 @@ func depthwiseConv2D(
 
 /// Adds a per-channel bias and applies a fused activation over NC(spatial) data, one plane at a time
 /// while it is still in cache.
+/// The attributes every convolution reads (Conv, QLinearConv, ConvInteger): kernel_shape, strides, dilations, pads,
+/// auto_pad and group.
+struct ConvAttributes: Sendable {
+    let kernelShape: [Int]?
+    let strides: [Int]?
+    let dilations: [Int]?
+    let pads: [Int]?
+    let autoPad: String
+    let group: Int
+
+    init(_ build: KernelBuildContext) throws {
+        kernelShape = try build.ints("kernel_shape")
+        strides = try build.ints("strides")
+        dilations = try build.ints("dilations")
+        pads = try build.ints("pads")
+        autoPad = try build.autoPad()
+        group = try build.int("group", default: 1)
+    }
+
+    /// Output geometry for spatial input dimensions and weights shaped [M, C/group, k...].
+    func geometry(input spatial: [Int], weights: [Int]) throws -> SpatialGeometry {
+        try SpatialGeometry(input: spatial, kernel: kernelShape ?? Array(weights.dropFirst(2)), strides: strides, dilations: dilations,
+                            pads: pads, autoPad: autoPad)
+    }
+}
+
 func addBiasAndActivate(
     _ output: UnsafeMutablePointer<Float>, bias: Tensor?, activation: UnaryOp?, planes: Int, channels: Int, planeSize: Int,
     _ context: RunContext? = nil
@@ -382,9 +403,7 @@ extension KernelRegistry {
     static func registerConv(into registry: inout KernelRegistry) {
         let conv: KernelFactory = { build in
             ConvKernel(
-                kernelShape: try build.ints("kernel_shape"), strides: try build.ints("strides"),
-                dilations: try build.ints("dilations"), pads: try build.ints("pads"), autoPad: try build.autoPad(),
-                group: try build.int("group", default: 1), activation: try fusedActivation(build),
+                attributes: try ConvAttributes(build), activation: try fusedActivation(build),
                 packedWeights: try build.constant(1).map { try $0.converted(to: .float32) },
                 packedBias: build.hasInput(2) ? try build.constant(2).map { try $0.converted(to: .float32) } : nil)
         }

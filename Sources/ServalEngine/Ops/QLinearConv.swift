@@ -21,12 +21,8 @@ struct QLinearConvKernel: Kernel {
     }
 
     let layout: Layout
-    let kernelShape: [Int]?
-    let strides: [Int]?
-    let dilations: [Int]?
-    let pads: [Int]?
-    let autoPad: String
-    let group: Int
+    let attributes: ConvAttributes
+    var group: Int { attributes.group }
     /// Filters of each group as a K×N matrix (K = channels per group × taps, N = filters per group), when constant.
     let packedFilters: [PackedInt8Matrix]?
     /// Patch offsets per input spatial shape, computed on first use (a model sees few shapes).
@@ -34,12 +30,8 @@ struct QLinearConvKernel: Kernel {
 
     init(_ build: KernelBuildContext, layout: Layout) throws {
         self.layout = layout
-        kernelShape = try build.ints("kernel_shape")
-        strides = try build.ints("strides")
-        dilations = try build.ints("dilations")
-        pads = try build.ints("pads")
-        autoPad = try build.autoPad()
-        group = try build.int("group", default: 1)
+        attributes = try ConvAttributes(build)
+        let group = attributes.group
         if let w = build.constant(layout.w), build.hasInput(layout.wZero) ? build.constant(layout.wZero) != nil : true {
             packedFilters = try Self.pack(w, zeroPoint: build.constant(layout.wZero), group: group)
         } else {
@@ -89,8 +81,7 @@ struct QLinearConvKernel: Kernel {
         let x: [UInt8] = shifted ? xIn.scalars(as: Int8.self).map { UInt8(bitPattern: $0) ^ 0x80 } : xIn.scalars(as: UInt8.self)
 
         let spatial = Array(xIn.shape.dropFirst(2))
-        let geometry = try SpatialGeometry(input: spatial, kernel: kernelShape ?? Array(w.shape.dropFirst(2)), strides: strides,
-                                           dilations: dilations, pads: pads, autoPad: autoPad)
+        let geometry = try attributes.geometry(input: spatial, weights: w.shape)
         let positions = geometry.outputCount, taps = geometry.kernelCount, plane = geometry.inputCount
         let groupChannels = channels / group, groupFilters = filters / group, depth = groupChannels * taps
         let offsets = patchOffsets.offsets(for: geometry)

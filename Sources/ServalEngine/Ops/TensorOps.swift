@@ -32,25 +32,10 @@ private func transposeRuns(_ x: Tensor, perm: [Int], outShape: [Int], strides: [
             guard run > 0, runs > 0 else { return }
             let (input, output) = (source.baseAddress!, target.baseAddress!)
             context.parallelRanges(runs, grain: max(1, elementwiseGrain * 4 / run)) { range in
-                // The source offset of the first run, then an odometer over the leading output axes.
-                var index = [Int](repeating: 0, count: leading)
-                var rest = range.lowerBound, offset = 0
-                for axis in stride(from: leading - 1, through: 0, by: -1) {
-                    index[axis] = rest % outShape[axis]
-                    rest /= outShape[axis]
-                    offset += index[axis] * sourceStrides[axis]
-                }
+                var source = StridedOdometer(shape: Array(outShape[..<leading]), strides: sourceStrides, start: range.lowerBound)
                 for r in range {
-                    (output + r * run).copyMemory(from: input + offset, byteCount: run)
-                    var axis = leading - 1
-                    while axis >= 0 {
-                        index[axis] += 1
-                        offset += sourceStrides[axis]
-                        if index[axis] < outShape[axis] { break }
-                        offset -= sourceStrides[axis] * outShape[axis]
-                        index[axis] = 0
-                        axis -= 1
-                    }
+                    (output + r * run).copyMemory(from: input + source.offset, byteCount: run)
+                    source.advance()
                 }
             }
         }
@@ -72,26 +57,11 @@ private func transposeLines(_ x: Tensor, perm: [Int], outShape: [Int], strides: 
             out.withUnsafeMutableRawBytes { target in
                 let input = source.baseAddress!.assumingMemoryBound(to: T.self), output = target.baseAddress!.assumingMemoryBound(to: T.self)
                 context.parallelRanges(lines, grain: max(1, elementwiseGrain / length)) { range in
-                    // The source offset of the first line, then an odometer over the leading output axes.
-                    var index = [Int](repeating: 0, count: rank - 1)
-                    var rest = range.lowerBound, offset = 0
-                    for axis in stride(from: rank - 2, through: 0, by: -1) {
-                        index[axis] = rest % outShape[axis]
-                        rest /= outShape[axis]
-                        offset += index[axis] * lineStrides[axis]
-                    }
+                    var source = StridedOdometer(shape: Array(outShape[..<(rank - 1)]), strides: lineStrides, start: range.lowerBound)
                     for line in range {
-                        let target = output + line * length, start = input + offset
+                        let target = output + line * length, start = input + source.offset
                         for j in 0..<length { target[j] = start[j * step] }
-                        var axis = rank - 2
-                        while axis >= 0 {
-                            index[axis] += 1
-                            offset += lineStrides[axis]
-                            if index[axis] < outShape[axis] { break }
-                            offset -= lineStrides[axis] * outShape[axis]
-                            index[axis] = 0
-                            axis -= 1
-                        }
+                        source.advance()
                     }
                 }
             }

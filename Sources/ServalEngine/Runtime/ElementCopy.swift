@@ -45,24 +45,14 @@ enum ElementCopy {
 
     /// Flat source index for every element of `outputShape` when reading `source` through per-axis `strides`
     /// from `base` (used by Transpose, Slice, Expand and Tile).
-    static func stridedIndices(outputShape: [Int], strides: [Int], base: Int = 0, modulo: [Int]? = nil) -> [Int] {
+    static func stridedIndices(outputShape: [Int], strides: [Int], base: Int = 0) -> [Int] {
         let count = outputShape.reduce(1, *)
         var result = [Int](repeating: 0, count: count)
         if count == 0 { return result }
-        let rank = outputShape.count
-        var position = [Int](repeating: 0, count: rank)
-        var offset = base
+        var source = StridedOdometer(shape: outputShape, strides: strides, base: base)
         for i in 0..<count {
-            result[i] = offset
-            var axis = rank - 1
-            while axis >= 0 {
-                position[axis] += 1
-                offset += strides[axis]
-                if position[axis] < outputShape[axis] { break }
-                offset -= strides[axis] * outputShape[axis]
-                position[axis] = 0
-                axis -= 1
-            }
+            result[i] = source.offset
+            source.advance()
         }
         return result
     }
