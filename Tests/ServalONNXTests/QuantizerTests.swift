@@ -88,6 +88,25 @@ struct QuantizerTests {
         try Self.expectWithinOnePercent(try Session(graph: model.graph).run(golden.inputs), of: golden, name)
     }
 
+    /// IR 3 models list their weights among the graph inputs too; the replaced float weights leave that list with them.
+    @Test func weightsListedAsInputsLeaveWithTheirInitializers() throws {
+        var proto = try Onnx_ModelProto(serializedBytes: try Data(contentsOf: Fixtures.root.appendingPathComponent("mlp_matmul/model.onnx")))
+        for initializer in proto.graph.initializer {
+            var input = Onnx_ValueInfoProto()
+            input.name = initializer.name
+            input.type.tensorType.elemType = initializer.dataType
+            proto.graph.input.append(input)
+        }
+        var report = ModelQuantizer.Report()
+        let output = try ModelQuantizer(options: .init(minimumWeightElements: 0)).quantize(serialized: try proto.serializedData(), baseDirectory: nil, report: &report)
+        let quantized = try Onnx_ModelProto(serializedBytes: output)
+        let initializers = Set(quantized.graph.initializer.map(\.name))
+        #expect(quantized.graph.input.allSatisfy { $0.name == "input" || initializers.contains($0.name) })
+        #expect(!quantized.graph.input.contains { $0.name == "w_1" })
+        let model = try ONNXModel(serialized: output)
+        #expect(model.graph.inputs.map(\.name) == ["input"])
+    }
+
     @Test func calibrationMustCoverEveryInput() throws {
         let data = try Data(contentsOf: Fixtures.root.appendingPathComponent("lenet/model.onnx"))
         var report = ModelQuantizer.Report()

@@ -208,7 +208,15 @@ private struct GraphRewriter {
         // Initializers nothing reads any more (weights now stored as int8, folded Clip bounds) go.
         var read = graphOutputs
         for node in graph.node { read.formUnion(node.input) }
-        graph.initializer = (graph.initializer + added).filter { read.contains($0.name) && !removedInitializers.contains($0.name) }
+        let kept = (graph.initializer + added).filter { read.contains($0.name) && !removedInitializers.contains($0.name) }
+        dropInputs(namingDroppedInitializers: Set(graph.initializer.map(\.name)).subtracting(kept.map(\.name)))
+        graph.initializer = kept
+    }
+
+    /// Older exporters (IR < 4) also list every initializer as a graph input; a dropped initializer's input entry
+    /// must go with it, or the rewritten model would ask callers for the old float weight.
+    private mutating func dropInputs(namingDroppedInitializers dropped: Set<String>) {
+        graph.input = graph.input.filter { !dropped.contains($0.name) }
     }
 
     /// Tensors whose ranges static quantization needs: each Conv's input, and its output (or its Relu's).
@@ -274,7 +282,9 @@ private struct GraphRewriter {
         // Initializers nothing reads any more (the float weights and normalisation parameters) go.
         var read = Set<String>()
         for node in graph.node { read.formUnion(node.input) }
-        graph.initializer = graph.initializer.filter { read.contains($0.name) }
+        let kept = graph.initializer.filter { read.contains($0.name) }
+        dropInputs(namingDroppedInitializers: Set(graph.initializer.map(\.name)).subtracting(kept.map(\.name)))
+        graph.initializer = kept
         return true
     }
 
