@@ -23,7 +23,7 @@ struct IntegerMatMulTests {
     func packedKernelMatchesReferenceOnEveryPath(level: Int32) throws {
         let used = serval_qgemm_select(level)
         defer { serval_qgemm_select(2) }
-        guard used == level else { return }  // this CPU lacks the instruction set; the lower paths are still tested
+        // A CPU without the requested instruction set runs the best path it has: the case still checks a kernel.
         for (index, (m, n, k)) in Self.shapes.enumerated() {
             // Extremes first so every shape sees 255 · −128 products.
             let a = [UInt8(255), 255, 0] + Self.bytes(m * k, seed: UInt32(index) + 1).dropFirst(3)
@@ -36,7 +36,7 @@ struct IntegerMatMulTests {
             serval_qgemm_u8s8(m, n, k, Array(a.prefix(m * k)), k, packed, &c, n)
             var expected = [Int32](repeating: 0, count: m * n)
             for i in 0..<m { for j in 0..<n { for p in 0..<k { expected[i * n + j] += Int32(a[i * k + p]) * Int32(bArray[p * n + j]) } } }
-            #expect(c == expected, "m \(m) n \(n) k \(k) on level \(level)")
+            #expect(c == expected, "m \(m) n \(n) k \(k) on level \(used)")
             #expect(sums == (0..<n).map { j in (0..<k).reduce(Int32(0)) { $0 + Int32(bArray[$1 * n + j]) } })
 
             // The dequantizing epilogue: (sum + offset) · rowScale · columnScale + bias.
@@ -44,16 +44,16 @@ struct IntegerMatMulTests {
             var values = [Float](repeating: .nan, count: m * n)
             serval_qgemm_u8s8_f32(m, n, k, Array(a.prefix(m * k)), k, packed, &values, n, offsets, 0.5, scales, bias)
             let expectedValues = (0..<m * n).map { Float(expected[$0] + offsets[$0 % n]) * (0.5 * scales[$0 % n]) + bias[$0 % n] }
-            #expect(values == expectedValues, "epilogue, m \(m) n \(n) k \(k) on level \(level)")
+            #expect(values == expectedValues, "epilogue, m \(m) n \(n) k \(k) on level \(used)")
         }
     }
 
     /// Activation quantization, on every path: halves round to even, out-of-range values saturate, NaN becomes the zero point.
     @Test(arguments: [0, 1, 2])
     func quantizesActivationsLikeDynamicQuantizeLinear(level: Int32) {
-        let used = serval_qgemm_select(level)
+        serval_qgemm_select(level)
         defer { serval_qgemm_select(2) }
-        guard used == level else { return }
+        // Without the requested instruction set the best available path runs, so the case still checks something.
         let (scale, zero): (Float, Float) = (0.5, 10)
         let x: [Float] = [0.25, 0.75, -0.25, 1.25, -5, -5.25, 200, -200, .nan, .infinity, -.infinity, 3, 0, 0.2499, 7.75, 8.25, 1, 2, 3]
         var y = [UInt8](repeating: 0, count: x.count)

@@ -27,27 +27,40 @@ import models  # noqa: E402
 from common import int8_verdict  # noqa: E402
 
 
+# (batch, sequence, serval intra-op threads): the second shape runs on two threads, so the kernels' split paths are
+# checked at full size too.
+CASES = [(1, 128, 1), (4, 32, 2)]
+
+
+def ort_session(path):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def serval_run(serval, model, feeds, work, tag, threads):
+    """`serval run` on feeds saved as .npy files; returns last_hidden_state."""
+    arguments = ["--threads", str(threads)]
+    for name, value in feeds.items():
+        file = os.path.join(work, f"{name}_{tag}.npy")
+        np.save(file, value)
+        arguments += ["--input", f"{name}={file}"]
+    out = os.path.join(work, f"out_{tag}")
+    subprocess.run([serval, "run", model, *arguments, "--output-dir", out], check=True, stdout=subprocess.DEVNULL)
+    return np.load(os.path.join(out, "last_hidden_state.npy"))
+
+
 def main():
     serval, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
     path = os.path.join(work, "bert_6x384.onnx")
     onnx.save(models.bert_encoder(), path)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = ort_session(path)
     failures = 0
-    # The second shape runs on two intra-op threads, so the kernels' split paths are checked at full size too.
-    for batch, sequence, threads in [(1, 128, 1), (4, 32, 2)]:
+    for batch, sequence, threads in CASES:
         feeds = models.bert_inputs(batch, sequence, 30522)
-        arguments = ["--threads", str(threads)]
-        for name, value in feeds.items():
-            file = os.path.join(work, f"{name}_{batch}x{sequence}.npy")
-            np.save(file, value)
-            arguments += ["--input", f"{name}={file}"]
         expected = session.run(["last_hidden_state"], feeds)[0]
-        out = os.path.join(work, f"out_{batch}x{sequence}")
-        subprocess.run([serval, "run", path, *arguments, "--output-dir", out], check=True, stdout=subprocess.DEVNULL)
-        actual = np.load(os.path.join(out, "last_hidden_state.npy"))
+        actual = serval_run(serval, path, feeds, work, f"{batch}x{sequence}", threads)
         if actual.shape != expected.shape:
             print(f"FAIL batch {batch} x sequence {sequence}: shape {actual.shape}, expected {expected.shape}")
             failures += 1
@@ -66,18 +79,11 @@ def main():
 def check_quantized(serval, work, path, float_session):
     quantized = os.path.join(work, "bert_6x384_int8.onnx")
     subprocess.run([serval, "quantize", path, quantized, "--seconds", "0"], check=True, stdout=subprocess.DEVNULL)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    ort_quantized = ort.InferenceSession(quantized, options, providers=["CPUExecutionProvider"])
+    ort_quantized = ort_session(quantized)
     failures = 0
-    for batch, sequence, threads in [(1, 128, 1), (4, 32, 2)]:
+    for batch, sequence, threads in CASES:
         feeds = models.bert_inputs(batch, sequence, 30522)
-        arguments = ["--threads", str(threads)]
-        for name in feeds:
-            arguments += ["--input", f"{name}={os.path.join(work, f'{name}_{batch}x{sequence}.npy')}"]
-        out = os.path.join(work, f"out_int8_{batch}x{sequence}")
-        subprocess.run([serval, "run", quantized, *arguments, "--output-dir", out], check=True, stdout=subprocess.DEVNULL)
-        actual = np.load(os.path.join(out, "last_hidden_state.npy"))
+        actual = serval_run(serval, quantized, feeds, work, f"int8_{batch}x{sequence}", threads)
         reference = float_session.run(["last_hidden_state"], feeds)[0]
         ort_int8 = ort_quantized.run(["last_hidden_state"], feeds)[0]
         failures += 0 if int8_verdict(f"int8 batch {batch} x sequence {sequence}, {threads} thread(s)", actual, reference, ort_int8) else 1

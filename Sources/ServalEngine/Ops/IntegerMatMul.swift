@@ -69,19 +69,26 @@ struct PackedInt8Matrix: Sendable {
 /// The instruction set the int8 kernel runs on here ("avx512vnni", "avx2" or "portable").
 public var integerKernelISA: String { String(cString: serval_qgemm_isa()) }
 
-/// A of an integer matrix product as uint8 with int32 zero points: an int8 A is shifted (a + 128, zero point + 128).
-private struct UnsignedOperand {
-    let values: [UInt8]
+/// The left operand of an integer product (MatMulInteger's A, QLinearConv's x) as uint8 with int32 zero points:
+/// a uint8 tensor is used as it is, an int8 one is shifted into a pooled copy (a + 128, zero point + 128).
+struct UnsignedOperand {
+    let values: Tensor  // uint8
     let zeroPoints: [Int32]  // one, or one per row of the last two dims
 
-    init(_ a: Tensor, zeroPoint: Tensor?, rows: Int) throws {
+    init(_ a: Tensor, zeroPoint: Tensor?, rows: Int, _ context: RunContext) throws {
         let shift: Int32
         switch a.dtype {
         case .uint8:
-            values = a.scalars(as: UInt8.self)
+            values = a
             shift = 0
         case .int8:
-            values = a.withUnsafeBufferPointer(as: Int8.self) { $0.map { UInt8(bitPattern: $0) ^ 0x80 } }
+            var shifted = context.allocate(.uint8, a.shape)
+            shifted.withUnsafeMutableBufferPointer(as: UInt8.self) { target in
+                a.withUnsafeBufferPointer(as: Int8.self) { source in
+                    for i in source.indices { target[i] = UInt8(bitPattern: source[i]) ^ 0x80 }
+                }
+            }
+            values = shifted
             shift = 128
         default: throw KernelError("integer matrix product takes uint8 or int8, got \(a.dtype)")
         }
@@ -105,13 +112,13 @@ func integerMatMul(_ a: Tensor, _ aZero: Tensor?, _ b: PackedInt8Matrix, _ conte
     guard k == b.k else { throw KernelError("inner dimensions differ: \(a.shape) × \(b.shape)") }
     let batchA = Array(a.shape.dropLast(2))
     guard let batch = Shape.broadcast(batchA, b.batch) else { throw KernelError("batch dimensions \(batchA) and \(b.batch) cannot be broadcast") }
-    let left = try UnsignedOperand(a, zeroPoint: aZero, rows: m)
+    let left = try UnsignedOperand(a, zeroPoint: aZero, rows: m, context)
     var output = context.allocate(.int32, batch + [m, n])
     let pairs = Shape.broadcastBatchPairs(batchA, b.batch, to: batch)
     let matrixBytes = b.matrixBytes
     let bHasZeros = b.hasZeroPoints
     output.withUnsafeMutableBufferPointer(as: Int32.self) { pc in
-        left.values.withUnsafeBufferPointer { pa in
+        left.values.withUnsafeBufferPointer(as: UInt8.self) { pa in
             b.packed.withUnsafeBufferPointer { pb in
                 let pa = pa.baseAddress!, pb = pb.baseAddress!, pc = pc.baseAddress!
                 for (index, (offsetA, offsetB)) in pairs.enumerated() {

@@ -73,12 +73,9 @@ struct QLinearConvKernel: Kernel {
         }
         let matrices = try packedFilters ?? Self.pack(w, zeroPoint: try inputs.optionalTensor(layout.wZero), group: group)
 
-        // x as uint8 with an int32 zero point (int8 input shifted by 128).
-        let xZeroValue = try inputs.optionalTensor(layout.xZero)?.int64s().first ?? 0
-        let shifted = xIn.dtype == .int8
-        guard xIn.dtype == .uint8 || shifted else { throw KernelError("QLinearConv input must be uint8 or int8, got \(xIn.dtype)") }
-        let xZero = Int32(xZeroValue) + (shifted ? 128 : 0)
-        let x: [UInt8] = shifted ? xIn.scalars(as: Int8.self).map { UInt8(bitPattern: $0) ^ 0x80 } : xIn.scalars(as: UInt8.self)
+        // x as uint8 with one int32 zero point (int8 input shifted by 128).
+        let x = try UnsignedOperand(xIn, zeroPoint: try inputs.optionalTensor(layout.xZero), rows: 1, context)
+        let xZero = x.zeroPoints[0]
 
         let spatial = Array(xIn.shape.dropFirst(2))
         let geometry = try attributes.geometry(input: spatial, weights: w.shape)
@@ -112,7 +109,7 @@ struct QLinearConvKernel: Kernel {
         try output.withUnsafeMutableRawBytes { outputBytes in
             try patches.withUnsafeMutableBufferPointer(as: UInt8.self) { patchBuffer in
                 try sums.withUnsafeMutableBufferPointer(as: Int32.self) { sumBuffer in
-                    try x.withUnsafeBufferPointer { xBuffer in
+                    try x.values.withUnsafeBufferPointer(as: UInt8.self) { xBuffer in
                         try offsets.withUnsafeBufferPointer { offsetBuffer in
                             try rowSums.withUnsafeMutableBufferPointer { rowSumBuffer in
                                 let a = patchBuffer.baseAddress!, c = sumBuffer.baseAddress!, source = xBuffer.baseAddress!

@@ -127,11 +127,3 @@ final class IntraOpPool: @unchecked Sendable {
 private func spinPause() {
     serval_spin_pause()
 }
-
-/// Carries a non-Sendable closure across threads.
-/// Safe where used because the caller blocks until every worker has returned, and kernels write disjoint output
-/// ranges per chunk.
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}

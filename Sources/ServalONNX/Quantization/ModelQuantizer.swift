@@ -330,15 +330,7 @@ private struct GraphRewriter {
         }
         // Weights: int8 symmetric, per output channel or per tensor; bias as int32 at scale x_scale · w_scale.
         let filters = weights.shape[0], depth = weights.count / max(filters, 1)
-        let values = weights.scalars(as: Float.self)
-        let groups = options.perChannel ? filters : 1
-        var largest = [Float](repeating: 0, count: groups)
-        for index in values.indices { largest[options.perChannel ? index / depth : 0] = max(largest[options.perChannel ? index / depth : 0], abs(values[index])) }
-        let scales = largest.map { $0 > 0 && $0.isFinite ? $0 / 127 : 1 }
-        let quantized = values.indices.map { index -> Int8 in
-            let q = (values[index] / scales[options.perChannel ? index / depth : 0]).rounded(.toNearestOrEven)
-            return q.isNaN ? 0 : Int8(min(max(q, -127), 127))
-        }
+        let (quantized, scales) = symmetricInt8(weights.scalars(as: Float.self), groups: options.perChannel ? filters : 1) { $0 / depth }
         let weightName = node.input[1]
         let w = (unique(weightName + "_quantized"), unique(weightName + "_scale"), unique(weightName + "_zero_point"))
         let scaleShape = options.perChannel ? [filters] : []
@@ -414,18 +406,7 @@ private struct GraphRewriter {
     /// The int8 weight, its scale (× alpha) and zero point as initializers.
     private mutating func quantizedWeights(_ weights: Tensor, name: String, alpha: Float) throws -> (names: (String, String, String), [Onnx_TensorProto]) {
         let (k, n) = (weights.shape[0], weights.shape[1])
-        let values = weights.scalars(as: Float.self)
-        let groups = options.perChannel ? n : 1
-        var largest = [Float](repeating: 0, count: groups)
-        for index in values.indices {
-            let group = options.perChannel ? index % n : 0
-            largest[group] = max(largest[group], abs(values[index]))
-        }
-        let scales = largest.map { $0 > 0 && $0.isFinite ? $0 / 127 : 1 }
-        let quantized = values.indices.map { index -> Int8 in
-            let q = (values[index] / scales[options.perChannel ? index % n : 0]).rounded(.toNearestOrEven)
-            return q.isNaN ? 0 : Int8(min(max(q, -127), 127))
-        }
+        let (quantized, scales) = symmetricInt8(weights.scalars(as: Float.self), groups: options.perChannel ? n : 1) { $0 % n }
         let names = (unique(name + "_quantized"), unique(name + "_scale"), unique(name + "_zero_point"))
         let scaleShape = options.perChannel ? [n] : []
         return (names, [
@@ -489,6 +470,20 @@ private struct GraphRewriter {
         usedNames.insert(name)
         return name
     }
+}
+
+/// Symmetric int8 quantization (zero point 0, range ±127) with one scale per group: `group(i)` names element i's
+/// group when there are several (an output column of a MatMul weight, a filter of a Conv weight).
+private func symmetricInt8(_ values: [Float], groups: Int, group: (Int) -> Int) -> (values: [Int8], scales: [Float]) {
+    let groupOf = values.indices.map { groups == 1 ? 0 : group($0) }
+    var largest = [Float](repeating: 0, count: groups)
+    for index in values.indices { largest[groupOf[index]] = max(largest[groupOf[index]], abs(values[index])) }
+    let scales = largest.map { $0 > 0 && $0.isFinite ? $0 / 127 : 1 }
+    let quantized = values.indices.map { index -> Int8 in
+        let q = (values[index] / scales[groupOf[index]]).rounded(.toNearestOrEven)
+        return q.isNaN ? 0 : Int8(min(max(q, -127), 127))
+    }
+    return (quantized, scales)
 }
 
 private func transposed(_ matrix: Tensor) -> Tensor {
