@@ -34,6 +34,10 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -46,9 +50,17 @@ let package = Package(
             dependencies: ["ServalEngine", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .target(
+            name: "ServalStore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(name: "ServalRegistry", dependencies: ["ServalStore"]),
+        .target(
             name: "ServalServing",
             dependencies: [
-                "ServalEngine", "ServalONNX", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+                "ServalEngine", "ServalONNX", "ServalRegistry", "ServalStore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -93,6 +105,7 @@ let package = Package(
         ),
         .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalTensor"], path: "Tests/ServalTestSupport"),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
+        .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry"]),
         .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",

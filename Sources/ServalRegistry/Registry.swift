@@ -1,0 +1,303 @@
+import Foundation
+import ServalStore
+
+/// Versions with lineage, labels with an undo stack for rollback, and the append-only history, kept in the
+/// store. Every pointer change is one transaction that writes the new state and its history entry together;
+/// the in-memory `RoutingTable` is updated from what committed, so the request path never reads the store.
+public actor Registry {
+    public let store: any Store
+    public nonisolated let table: RoutingTable
+    private let now: @Sendable () -> Date
+    /// The newest history id this replica has loaded; another replica's change shows as a higher one.
+    private var seenRevision = 0
+    /// Bumped by every local write, so a refresh that overlapped one does not overwrite its newer state.
+    private var localWrites = 0
+
+    public init(store: any Store, table: RoutingTable = RoutingTable(), now: @escaping @Sendable () -> Date = Date.init) async throws {
+        self.store = store
+        self.table = table
+        self.now = now
+        try await store.migrate(Self.migrations)
+        _ = try await refresh()
+    }
+
+    public static let migrations: [Migration] = [
+        Migration(id: "registry-1", statements: [
+            "CREATE TABLE registry_models (name TEXT PRIMARY KEY, revision BIGINT NOT NULL DEFAULT 0, created_at TEXT NOT NULL)",
+            """
+            CREATE TABLE registry_versions (model TEXT NOT NULL, version BIGINT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL,
+              created_at TEXT NOT NULL, actor TEXT NOT NULL, metadata TEXT, PRIMARY KEY (model, version))
+            """,
+            "CREATE TABLE registry_labels (model TEXT NOT NULL, label TEXT NOT NULL, version BIGINT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (model, label))",
+            "CREATE TABLE registry_label_past (id {{id}}, model TEXT NOT NULL, label TEXT NOT NULL, version BIGINT NOT NULL)",
+            "CREATE INDEX registry_label_past_label ON registry_label_past (model, label, id)",
+            """
+            CREATE TABLE registry_history (id {{id}}, model TEXT NOT NULL, time TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+              details TEXT NOT NULL, reason TEXT)
+            """,
+            "CREATE INDEX registry_history_model ON registry_history (model, id)",
+        ]),
+    ]
+
+    // MARK: - Reading
+
+    /// Reloads every model's pointers from the store when another writer changed them; returns the models
+    /// whose pointers changed.
+    @discardableResult
+    public func refresh() async throws -> Set<String> {
+        while true {
+            let writes = localWrites
+            let (revision, models) = try await readAll()
+            guard writes == localWrites else { continue }
+            seenRevision = revision
+            return table.replace(models)
+        }
+    }
+
+    private func readAll() async throws -> (Int, [String: RoutingTable.ModelPointers]) {
+        let (revision, rows) = try await store.transaction { connection -> (Int, [SQLRow]) in
+            let revision = try await connection.queryOne("SELECT COALESCE(MAX(id), 0) AS revision FROM registry_history")?["revision"].int ?? 0
+            return (revision, try await connection.query("SELECT model, label, version FROM registry_labels"))
+        }
+        var models: [String: RoutingTable.ModelPointers] = [:]
+        for row in rows {
+            guard let model = row["model"].string, let label = row["label"].string, let version = row["version"].int else { continue }
+            models[model, default: .init()].labels[label] = version
+        }
+        for name in try await knownModels() where models[name] == nil { models[name] = .init() }
+        return (revision, models)
+    }
+
+    /// True when another writer committed a change since the last refresh (one cheap query).
+    public func hasNewChanges() async throws -> Bool {
+        let revision = try await store.query("SELECT COALESCE(MAX(id), 0) AS revision FROM registry_history").first?["revision"].int ?? 0
+        return revision != seenRevision
+    }
+
+    public func knownModels() async throws -> [String] {
+        try await store.query("SELECT name FROM registry_models ORDER BY name").compactMap { $0["name"].string }
+    }
+
+    public func versions(_ model: String) async throws -> [VersionRecord] {
+        try await store.query(
+            "SELECT model, version, sha256, size, created_at, actor, metadata FROM registry_versions WHERE model = ? ORDER BY version",
+            [.text(model)]
+        ).map(Self.versionRecord)
+    }
+
+    public func history(_ model: String, limit: Int = 100) async throws -> [HistoryEntry] {
+        try await store.query(
+            "SELECT id, model, time, actor, action, details, reason FROM registry_history WHERE model = ? ORDER BY id DESC LIMIT ?",
+            [.text(model), .integer(Int64(limit))]
+        ).compactMap(Self.historyEntry)
+    }
+
+    // MARK: - Writing
+
+    /// The first time the store sees a model, it records it and takes its `version_labels` from config.yaml
+    /// (actor `config`). After that the store decides and the config's labels are ignored.
+    public func seed(_ model: String, labels: [String: Int]) async throws {
+        let time = StoreClock.timestamp(now())
+        let created = try await store.transaction { connection -> Bool in
+            if try await connection.queryOne("SELECT name FROM registry_models WHERE name = ?", [.text(model)]) != nil { return false }
+            try await connection.execute("INSERT INTO registry_models (name, revision, created_at) VALUES (?, 0, ?)", [.text(model), .text(time)])
+            for (label, version) in labels.sorted(by: { $0.key < $1.key }) {
+                try await connection.execute(
+                    "INSERT INTO registry_labels (model, label, version, updated_at) VALUES (?, ?, ?, ?)",
+                    [.text(model), .text(label), .integer(Int64(version)), .text(time)])
+                try await Self.appendHistory(connection, model: model, time: time, actor: Actor.config, action: .label,
+                                             details: ["label": .string(label), "from": nil, "to": .string(String(version))], reason: "version_labels in config.yaml")
+            }
+            return true
+        }
+        if created { try await reload(model) }
+    }
+
+    /// Records a version (its file is already in the repository). Registering the same version twice is a no-op
+    /// that returns the first record.
+    @discardableResult
+    public func register(
+        _ model: String, version: Int, sha256: String, size: Int, metadata: VersionMetadata?, actor: String
+    ) async throws -> VersionRecord {
+        let time = StoreClock.timestamp(now())
+        let metadataText = try metadata.map { String(decoding: try Self.encoder.encode($0), as: UTF8.self) }
+        let record = try await store.transaction { connection -> VersionRecord in
+            try await Self.lockModel(connection, model, time: time)
+            if let existing = try await connection.queryOne(
+                "SELECT model, version, sha256, size, created_at, actor, metadata FROM registry_versions WHERE model = ? AND version = ?",
+                [.text(model), .integer(Int64(version))])
+            {
+                return Self.versionRecord(existing)
+            }
+            try await connection.execute(
+                "INSERT INTO registry_versions (model, version, sha256, size, created_at, actor, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [.text(model), .integer(Int64(version)), .text(sha256), .integer(Int64(size)), .text(time), .text(actor), SQLValue(metadataText)])
+            try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: .register,
+                                         details: ["version": .string(String(version)), "sha256": .string(sha256), "size": .number(Double(size))], reason: nil)
+            return VersionRecord(model: model, version: version, sha256: sha256, size: size, createdAt: time, actor: actor, metadata: metadata)
+        }
+        try await reload(model)
+        return record
+    }
+
+    /// Points `label` at `version`; the previous target goes on the label's undo stack.
+    public func moveLabel(_ model: String, label: String, to version: Int, actor: String, reason: String?) async throws -> LabelMove {
+        let time = StoreClock.timestamp(now())
+        let move = try await store.transaction { connection -> LabelMove in
+            try await Self.lockModel(connection, model, time: time)
+            let current = try await Self.currentTarget(connection, model, label)
+            if let current, current != version {
+                try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
+                                             [.text(model), .text(label), .integer(Int64(current))])
+            }
+            try await Self.setLabel(connection, model, label, version, time: time)
+            try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: .label,
+                                         details: ["label": .string(label), "from": JSONDocument(current.map(String.init)), "to": .string(String(version))], reason: reason)
+            return LabelMove(label: label, from: current, to: version)
+        }
+        try await reload(model)
+        return move
+    }
+
+    /// Removes a label; its last target goes on the undo stack, so a rollback brings it back.
+    public func removeLabel(_ model: String, label: String, actor: String, reason: String?) async throws -> LabelMove {
+        let time = StoreClock.timestamp(now())
+        let move = try await store.transaction { connection -> LabelMove in
+            try await Self.lockModel(connection, model, time: time)
+            guard let current = try await Self.currentTarget(connection, model, label) else {
+                throw RegistryError(.notFound, "model '\(model)' has no label '\(label)'")
+            }
+            try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
+                                         [.text(model), .text(label), .integer(Int64(current))])
+            try await connection.execute("DELETE FROM registry_labels WHERE model = ? AND label = ?", [.text(model), .text(label)])
+            try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: .unlabel,
+                                         details: ["label": .string(label), "from": .string(String(current)), "to": nil], reason: reason)
+            return LabelMove(label: label, from: current, to: nil)
+        }
+        try await reload(model)
+        return move
+    }
+
+    /// Moves `label` back to the target it had before its last move. Each further rollback walks one step
+    /// further back; targets for which `isAvailable` is false (versions that are gone) are skipped.
+    public func rollback(
+        _ model: String, label: String, actor: String, reason: String?, action: HistoryAction = .rollback,
+        details extra: [String: JSONDocument] = [:], isAvailable: @escaping @Sendable (Int) -> Bool
+    ) async throws -> LabelMove {
+        let time = StoreClock.timestamp(now())
+        let move = try await store.transaction { connection -> LabelMove in
+            try await Self.lockModel(connection, model, time: time)
+            let current = try await Self.currentTarget(connection, model, label)
+            let past = try await connection.query(
+                "SELECT id, version FROM registry_label_past WHERE model = ? AND label = ? ORDER BY id DESC", [.text(model), .text(label)])
+            if current == nil && past.isEmpty { throw RegistryError(.notFound, "model '\(model)' has no label '\(label)'") }
+            for entry in past {
+                guard let id = entry["id"].int, let version = entry["version"].int else { continue }
+                try await connection.execute("DELETE FROM registry_label_past WHERE id = ?", [.integer(Int64(id))])
+                guard version != current, isAvailable(version) else { continue }
+                try await Self.setLabel(connection, model, label, version, time: time)
+                var details: [String: JSONDocument] = ["label": .string(label), "from": JSONDocument(current.map(String.init)), "to": .string(String(version))]
+                details.merge(extra) { $1 }
+                try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: action, details: details, reason: reason)
+                return LabelMove(label: label, from: current, to: version)
+            }
+            throw RegistryError(.conflict, "label '\(label)' of model '\(model)' has no earlier target to roll back to")
+        }
+        try await reload(model)
+        return move
+    }
+
+    /// Appends an entry that changes no pointer (load, unload, traffic figures).
+    public func record(_ model: String, action: HistoryAction, actor: String, details: [String: JSONDocument], reason: String?) async throws {
+        let time = StoreClock.timestamp(now())
+        try await store.transaction { connection in
+            try await Self.lockModel(connection, model, time: time)
+            try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: action, details: details, reason: reason)
+        }
+    }
+
+    /// The version number a new registration gets: one past every number on disk or ever recorded.
+    public func nextVersion(_ model: String, onDisk: [Int]) async throws -> Int {
+        let recorded = try await store.query("SELECT COALESCE(MAX(version), 0) AS top FROM registry_versions WHERE model = ?", [.text(model)]).first?["top"].int ?? 0
+        return max(recorded, onDisk.max() ?? 0) + 1
+    }
+
+    /// The result of a label change.
+    public struct LabelMove: Sendable, Equatable {
+        public let label: String
+        public let from: Int?
+        public let to: Int?
+
+        public init(label: String, from: Int?, to: Int?) {
+            self.label = label
+            self.from = from
+            self.to = to
+        }
+    }
+
+    // MARK: - Statements
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// Takes the model's row lock first (creating the row if needed), so pointer changes to one model serialise
+    /// across transactions and replicas.
+    static func lockModel(_ connection: any StoreConnection, _ model: String, time: String) async throws {
+        let locked = try await connection.query("UPDATE registry_models SET revision = revision + 1 WHERE name = ? RETURNING revision", [.text(model)])
+        if locked.isEmpty {
+            try await connection.execute(
+                "INSERT INTO registry_models (name, revision, created_at) VALUES (?, 1, ?) ON CONFLICT (name) DO UPDATE SET revision = registry_models.revision + 1",
+                [.text(model), .text(time)])
+        }
+    }
+
+    static func currentTarget(_ connection: any StoreConnection, _ model: String, _ label: String) async throws -> Int? {
+        try await connection.queryOne("SELECT version FROM registry_labels WHERE model = ? AND label = ?", [.text(model), .text(label)])?["version"].int
+    }
+
+    static func setLabel(_ connection: any StoreConnection, _ model: String, _ label: String, _ version: Int, time: String) async throws {
+        try await connection.execute(
+            """
+            INSERT INTO registry_labels (model, label, version, updated_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT (model, label) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at
+            """,
+            [.text(model), .text(label), .integer(Int64(version)), .text(time)])
+    }
+
+    static func appendHistory(
+        _ connection: any StoreConnection, model: String, time: String, actor: String, action: HistoryAction,
+        details: [String: JSONDocument], reason: String?
+    ) async throws {
+        try await connection.execute(
+            "INSERT INTO registry_history (model, time, actor, action, details, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            [.text(model), .text(time), .text(actor), .text(action.rawValue), .text(JSONDocument.object(details).text), SQLValue(reason)])
+    }
+
+    /// Reloads one model's labels after a local commit, so this replica routes by it at once.
+    private func reload(_ model: String) async throws {
+        localWrites += 1
+        let rows = try await store.query("SELECT label, version FROM registry_labels WHERE model = ?", [.text(model)])
+        var pointers = RoutingTable.ModelPointers()
+        for row in rows {
+            if let label = row["label"].string, let version = row["version"].int { pointers.labels[label] = version }
+        }
+        table.update(model, pointers)
+    }
+
+    static func versionRecord(_ row: SQLRow) -> VersionRecord {
+        let metadata = row["metadata"].string.flatMap { try? JSONDecoder().decode(VersionMetadata.self, from: Data($0.utf8)) }
+        return VersionRecord(
+            model: row["model"].string ?? "", version: row["version"].int ?? 0, sha256: row["sha256"].string ?? "",
+            size: row["size"].int ?? 0, createdAt: row["created_at"].string ?? "", actor: row["actor"].string ?? "", metadata: metadata)
+    }
+
+    static func historyEntry(_ row: SQLRow) -> HistoryEntry? {
+        guard let action = row["action"].string.flatMap(HistoryAction.init(rawValue:)) else { return nil }
+        return HistoryEntry(
+            id: row["id"].int ?? 0, model: row["model"].string ?? "", time: row["time"].string ?? "", actor: row["actor"].string ?? "",
+            action: action, details: row["details"].string ?? "{}", reason: row["reason"].string)
+    }
+}

@@ -1,0 +1,47 @@
+import Synchronization
+
+/// The registry's pointer state as the request path reads it: labels per model, held in memory and
+/// swapped whole when the store changes. Reading never touches the store and never waits on a write.
+public final class RoutingTable: Sendable {
+    /// One model's pointers.
+    public struct ModelPointers: Sendable, Equatable {
+        public var labels: [String: Int] = [:]
+        public init(labels: [String: Int] = [:]) { self.labels = labels }
+    }
+
+    private let state = Mutex<[String: ModelPointers]>([:])
+
+    public init() {}
+
+    public func pointers(_ model: String) -> ModelPointers? { state.withLock { $0[model] } }
+
+    public func labels(_ model: String) -> [String: Int] { state.withLock { $0[model]?.labels ?? [:] } }
+
+    public func version(_ model: String, label: String) -> Int? { state.withLock { $0[model]?.labels[label] } }
+
+    /// Versions that must stay loaded whatever the version policy says: every label's target.
+    public func pinnedVersions(_ model: String) -> Set<Int> { Set(labels(model).values) }
+
+    public var all: [String: ModelPointers] { state.withLock { $0 } }
+
+    /// Replaces one model's pointers; returns true when they changed.
+    @discardableResult
+    public func update(_ model: String, _ pointers: ModelPointers) -> Bool {
+        state.withLock { table in
+            let changed = table[model] != pointers
+            table[model] = pointers
+            return changed
+        }
+    }
+
+    /// Replaces the whole table; returns the models whose pointers changed.
+    @discardableResult
+    public func replace(_ models: [String: ModelPointers]) -> Set<String> {
+        state.withLock { table in
+            let names = Set(table.keys).union(models.keys)
+            let changed = names.filter { table[$0] != models[$0] }
+            table = models
+            return changed
+        }
+    }
+}
