@@ -26,7 +26,7 @@ public struct GRPCFrontend: Service {
     let onListening: @Sendable (Int) async -> Void
 
     public init(
-        manager: ModelManager, configuration: GRPCConfiguration, state: ServerState,
+        lifecycle: ModelLifecycle, configuration: GRPCConfiguration, state: ServerState,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         // The transport's own limit only guards memory (it resets the stream, with no useful status); our
@@ -38,8 +38,8 @@ public struct GRPCFrontend: Service {
             transportSecurity: .plaintext,
             config: .defaults { $0.rpc.maxRequestPayloadSize = transportLimit })
         let inference = SizeLimitedService(
-            service: InferenceService(manager: manager, state: state), limit: limit)
-        let health = HealthService(manager: manager, state: state)
+            service: InferenceService(lifecycle: lifecycle, state: state), limit: limit)
+        let health = HealthService(router: lifecycle.router, state: state)
         self.server = GRPCServer(transport: transport, services: [inference, health])
         self.onListening = onListening
     }

@@ -12,6 +12,7 @@ enum GRPCStatus {
         case .resourceExhausted, .payloadTooLarge: return .resourceExhausted
         case .deadlineExceeded: return .deadlineExceeded
         case .unsupported: return .unimplemented
+        case .conflict: return .failedPrecondition
         case .cancelled: return .cancelled
         case .internalError: return .internalError
         }

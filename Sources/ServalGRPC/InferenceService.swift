@@ -4,8 +4,10 @@ import ServalServing
 /// `inference.GRPCInferenceService`: the Open Inference Protocol RPCs plus Triton's configuration,
 /// statistics, repository and streaming extensions, over the same `ModelManager` as the REST frontend.
 struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
-    let manager: ModelManager
+    let lifecycle: ModelLifecycle
     let state: ServerState
+    var manager: ModelManager { lifecycle.manager }
+    var router: Router { lifecycle.router }
 
     func serverLive(request: Inference_ServerLiveRequest, context: ServerContext) async throws -> Inference_ServerLiveResponse {
         .with { $0.live = true }
@@ -18,7 +20,8 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
 
     func modelReady(request: Inference_ModelReadyRequest, context: ServerContext) async throws -> Inference_ModelReadyResponse {
         try await GRPCStatus.mapping {
-            let ready = try await state.isReady(manager, model: try Self.modelName(request.name), version: Self.version(request.version))
+            let name = try Self.modelName(request.name)
+            let ready = try await state.isReady(router, model: name, try ModelSelector.parse(version: request.version, model: name))
             return .with { $0.ready = ready }
         }
     }
@@ -33,8 +36,8 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
 
     func modelMetadata(request: Inference_ModelMetadataRequest, context: ServerContext) async throws -> Inference_ModelMetadataResponse {
         try await GRPCStatus.mapping {
-            let model = try await resolve(request.name, request.version)
-            return ModelMessages.metadata(model, versions: await manager.readyVersions(of: model.name))
+            let route = try await resolve(request.name, request.version)
+            return ModelMessages.metadata(route.primary, versions: await manager.readyVersions(of: route.model))
         }
     }
 
@@ -86,8 +89,8 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
 
     func modelConfig(request: Inference_ModelConfigRequest, context: ServerContext) async throws -> Inference_ModelConfigResponse {
         try await GRPCStatus.mapping {
-            let model = try await resolve(request.name, request.version)
-            return .with { $0.config = ModelMessages.config(model) }
+            let route = try await resolve(request.name, request.version)
+            return .with { $0.config = ModelMessages.config(route.primary) }
         }
     }
 
@@ -96,10 +99,10 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
             // No name: every ready version of every model; a name (and version): that one, NOT_FOUND if unknown.
             guard !request.name.isEmpty else { return ModelMessages.statistics(await manager.readyModels(named: nil)) }
             if request.version.isEmpty {
-                _ = try await manager.resolve(request.name)
+                _ = try await router.route(request.name, .latest)
                 return ModelMessages.statistics(await manager.readyModels(named: request.name))
             }
-            return ModelMessages.statistics([try await resolve(request.name, request.version)])
+            return ModelMessages.statistics([try await resolve(request.name, request.version).primary])
         }
     }
 
@@ -116,7 +119,7 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
             if let key = request.parameters.keys.sorted().first {
                 throw ServingError(.unsupported, "load parameter '\(key)' is not supported: Serval loads models from the repository folder as they are")
             }
-            try await manager.load(try Self.modelName(request.modelName))
+            try await lifecycle.load(model: try Self.modelName(request.modelName), actor: Self.actor(context))
             return .init()
         }
     }
@@ -124,7 +127,7 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
     func repositoryModelUnload(request: Inference_RepositoryModelUnloadRequest, context: ServerContext) async throws -> Inference_RepositoryModelUnloadResponse {
         try await GRPCStatus.mapping {
             try Self.checkRepository(request.repositoryName)
-            try await manager.unload(try Self.modelName(request.modelName))
+            try await lifecycle.unload(model: try Self.modelName(request.modelName), actor: Self.actor(context))
             return .init()
         }
     }
@@ -143,23 +146,26 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
     }
 
     private func infer(_ message: Inference_ModelInferRequest) async throws -> Inference_ModelInferResponse {
-        let model = try await resolve(message.modelName, message.modelVersion)
+        let route = try await resolve(message.modelName, message.modelVersion)
         let request = try InferenceCodec.decodeRequest(message)
-        let response = try await model.infer(request)
+        let response = try await router.infer(request, on: route)
         return InferenceCodec.encodeResponse(response, raw: InferenceCodec.wantsRawOutputs(message))
     }
 
-    private func resolve(_ name: String, _ version: String) async throws -> ServedModel {
-        try await manager.resolve(try Self.modelName(name), version: Self.version(version))
+    /// The protocol's "no version" is the empty string: the router's default (policy, `stable`, latest ready).
+    private func resolve(_ name: String, _ version: String) async throws -> Route {
+        let model = try Self.modelName(name)
+        return try await router.route(model, try ModelSelector.parse(version: version, model: model))
     }
+
+    /// The simple service protocol does not see call metadata, so gRPC changes are audited as anonymous until
+    /// authentication supplies the caller.
+    private static func actor(_ context: ServerContext) -> String { "anonymous" }
 
     private static func modelName(_ name: String) throws -> String {
         guard !name.isEmpty else { throw ServingError.invalidArgument("a model name is required") }
         return name
     }
-
-    /// The protocol's "no version" is the empty string: the server picks the latest ready version.
-    private static func version(_ version: String) -> String? { version.isEmpty ? nil : version }
 
     /// Serval serves one repository; Triton clients name it with an empty string.
     private static func checkRepository(_ name: String) throws {

@@ -153,11 +153,11 @@ enum ModelMessages {
 
     static func index(_ entries: [ModelManager.IndexEntry], readyOnly: Bool) -> Inference_RepositoryIndexResponse {
         var response = Inference_RepositoryIndexResponse()
-        response.models = entries.filter { !readyOnly || $0.state == "READY" }.map { entry in
+        response.models = entries.filter { !readyOnly || $0.state == .ready }.map { entry in
             .with {
                 $0.name = entry.name
                 $0.version = entry.version
-                $0.state = entry.state
+                $0.state = entry.state.rawValue
                 $0.reason = entry.reason
             }
         }

@@ -8,6 +8,7 @@ enum ErrorResponses {
         switch kind {
         case .invalidArgument, .unsupported, .cancelled: return .badRequest
         case .notFound: return .notFound
+        case .conflict: return .conflict
         case .unavailable, .resourceExhausted: return .serviceUnavailable
         case .payloadTooLarge: return .contentTooLarge
         case .deadlineExceeded: return .gatewayTimeout
@@ -38,11 +39,21 @@ extension Response {
     }
 }
 
-/// Turns every error a route (or the router itself) throws into the JSON error body.
+/// Turns every error a route (or the router itself) throws into the JSON error body. A path that exists with
+/// other methods answers 405 with `Allow` (RFC 9110 §15.5.6), not 404.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: RouteTable
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async -> Response {
         do {
             return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            if let allowed = routes.allowedMethods(request.uri.path), !allowed.contains(request.method) {
+                var response = ErrorResponses.json(.methodNotAllowed, message: "method \(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.map(\.rawValue).joined(separator: ", "))")
+                response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
+                return response
+            }
+            return ErrorResponses.json(.notFound, message: "no route for \(request.method) \(request.uri.path)")
         } catch {
             return ErrorResponses.response(error)
         }

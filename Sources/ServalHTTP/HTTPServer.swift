@@ -1,8 +1,10 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
-import Prometheus
 import NIOCore
+import Prometheus
 import ServalServing
 import ServiceLifecycle
 
@@ -10,7 +12,7 @@ import ServiceLifecycle
 public struct HTTPConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Largest accepted request body in bytes (Triton's --http-max-input-size, default 64 MB).
+    /// Largest accepted request body in bytes (Triton's --http-max-input-size, default 64 MB); also the upload limit.
     public var maxInputSize: Int
     public var serverVersion: String
     /// Log each request at info level (off by default: it costs throughput).
@@ -24,30 +26,76 @@ public struct HTTPConfiguration: Sendable {
     }
 }
 
-/// Builds the Hummingbird application: KServe v2 and TF Serving REST routes over one `ModelManager`.
+/// Builds the Hummingbird application: KServe v2, Triton's extensions, TF Serving REST and the registry routes,
+/// all over one `ModelLifecycle` (and its `Router`).
 public enum HTTPServer {
     public static func makeApplication(
-        manager: ModelManager, configuration: HTTPConfiguration, state: ServerState = ServerState(),
+        lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState = ServerState(),
         services: [any Service] = [], metrics: PrometheusCollectorRegistry? = nil, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = Router(context: BasicRequestContext.self)
+        let router = HTTPRouter(context: ServalRequestContext.self)
+        // Outermost first: metrics see the status the error middleware produced, so a 400 counts as a 400.
         if configuration.accessLog { router.add(middleware: LogRequestsMiddleware(.info)) }
-        router.add(middleware: ErrorMiddleware())
+        if metrics != nil { router.add(middleware: MetricsMiddleware()) }
+        // Middleware applies to the routes registered after it, so the error middleware comes before every route.
+        let table = RouteTable()
+        router.add(middleware: ErrorMiddleware(routes: table))
+        var builder = RouteBuilder(router: router, table: table)
         if let metrics {
-            router.add(middleware: MetricsMiddleware())
-            router.get("/metrics") { _, _ in
+            builder.get("/metrics") { _, _ in
                 Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                          body: .init(byteBuffer: ByteBuffer(string: ServalMetrics.scrape(metrics))))
             }
         }
-        let routes = Routes(manager: manager, configuration: configuration, state: state)
-        routes.register(on: router)
+        let shared = RouteContext(lifecycle: lifecycle, configuration: configuration, state: state)
+        KServeRoutes(shared).register(&builder)
+        RepositoryRoutes(shared).register(&builder)
+        TFServingRoutes(shared).register(&builder)
+        RegistryRoutes(shared).register(&builder)
         return Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ClientDisconnectHandler()])),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "serval"),
             services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
     }
+}
+
+/// What every route file shares: the lifecycle (router, manager, registry), the HTTP settings and server state.
+struct RouteContext: Sendable {
+    let lifecycle: ModelLifecycle
+    let configuration: HTTPConfiguration
+    let state: ServerState
+    var router: ServalServing.Router { lifecycle.router }
+    var manager: ModelManager { lifecycle.manager }
+
+    init(lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState) {
+        self.lifecycle = lifecycle
+        self.configuration = configuration
+        self.state = state
+    }
+
+    /// Reads the body up to --http-max-input-size; a larger body is refused while streaming.
+    func collect(_ request: Request) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: configuration.maxInputSize)
+        } catch is NIOTooManyBytesError {
+            throw ServingError(.payloadTooLarge, "request body is larger than --http-max-input-size (\(configuration.maxInputSize) bytes)")
+        }
+    }
+
+    /// Who is making a control-plane change: the `Serval-Actor` header until authentication exists.
+    static func actor(_ request: Request) -> String {
+        let value = request.headers[HTTPHeaders.actor]?.trimmingCharacters(in: .whitespaces) ?? ""
+        return value.isEmpty ? "anonymous" : String(value.prefix(200))
+    }
+}
+
+/// Header names Serval adds to HTTP.
+enum HTTPHeaders {
+    static let modelVersion = HTTPField.Name("Serval-Model-Version")!
+    static let actor = HTTPField.Name("Serval-Actor")!
+    static let inferenceHeaderLength = HTTPField.Name("Inference-Header-Content-Length")!
 }

@@ -55,16 +55,15 @@ public actor Registry {
     }
 
     private func readAll() async throws -> (Int, [String: RoutingTable.ModelPointers]) {
-        let (revision, rows) = try await store.transaction { connection -> (Int, [SQLRow]) in
+        let (revision, models) = try await store.transaction { connection -> (Int, [String: RoutingTable.ModelPointers]) in
             let revision = try await connection.queryOne("SELECT COALESCE(MAX(id), 0) AS revision FROM registry_history")?["revision"].int ?? 0
-            return (revision, try await connection.query("SELECT model, label, version FROM registry_labels"))
+            var models: [String: RoutingTable.ModelPointers] = [:]
+            for row in try await connection.query("SELECT name FROM registry_models") {
+                if let name = row["name"].string { models[name] = .init() }
+            }
+            for (name, pointers) in try await Self.pointers(connection, model: nil) { models[name] = pointers }
+            return (revision, models)
         }
-        var models: [String: RoutingTable.ModelPointers] = [:]
-        for row in rows {
-            guard let model = row["model"].string, let label = row["label"].string, let version = row["version"].int else { continue }
-            models[model, default: .init()].labels[label] = version
-        }
-        for name in try await knownModels() where models[name] == nil { models[name] = .init() }
         return (revision, models)
     }
 
@@ -72,6 +71,12 @@ public actor Registry {
     public func hasNewChanges() async throws -> Bool {
         let revision = try await store.query("SELECT COALESCE(MAX(id), 0) AS revision FROM registry_history").first?["revision"].int ?? 0
         return revision != seenRevision
+    }
+
+    /// The models with history entries committed (by any replica) since the last refresh.
+    public func modelsChangedSinceRefresh() async throws -> Set<String> {
+        let rows = try await store.query("SELECT DISTINCT model FROM registry_history WHERE id > ?", [.integer(Int64(seenRevision))])
+        return Set(rows.compactMap { $0["model"].string })
     }
 
     public func knownModels() async throws -> [String] {
@@ -279,12 +284,25 @@ public actor Registry {
     /// Reloads one model's labels after a local commit, so this replica routes by it at once.
     private func reload(_ model: String) async throws {
         localWrites += 1
-        let rows = try await store.query("SELECT label, version FROM registry_labels WHERE model = ?", [.text(model)])
-        var pointers = RoutingTable.ModelPointers()
-        for row in rows {
-            if let label = row["label"].string, let version = row["version"].int { pointers.labels[label] = version }
-        }
+        let pointers = try await store.transaction { try await Self.pointers($0, model: model)[model] ?? .init() }
         table.update(model, pointers)
+    }
+
+    /// Labels and rollback targets of one model (or all), as the routing table holds them.
+    static func pointers(_ connection: any StoreConnection, model: String?) async throws -> [String: RoutingTable.ModelPointers] {
+        let filter = model == nil ? "" : " WHERE model = ?"
+        let arguments: [SQLValue] = model.map { [.text($0)] } ?? []
+        var result: [String: RoutingTable.ModelPointers] = [:]
+        for row in try await connection.query("SELECT model, label, version FROM registry_labels" + filter, arguments) {
+            guard let name = row["model"].string, let label = row["label"].string, let version = row["version"].int else { continue }
+            result[name, default: .init()].labels[label] = version
+        }
+        let tops = "SELECT model, label, version FROM registry_label_past WHERE id IN (SELECT MAX(id) FROM registry_label_past GROUP BY model, label)"
+        for row in try await connection.query(tops + (model == nil ? "" : " AND model = ?"), arguments) {
+            guard let name = row["model"].string, let label = row["label"].string, let version = row["version"].int else { continue }
+            result[name, default: .init()].previous[label] = version
+        }
+        return result
     }
 
     static func versionRecord(_ row: SQLRow) -> VersionRecord {

@@ -6,7 +6,12 @@ public final class RoutingTable: Sendable {
     /// One model's pointers.
     public struct ModelPointers: Sendable, Equatable {
         public var labels: [String: Int] = [:]
-        public init(labels: [String: Int] = [:]) { self.labels = labels }
+        /// Each label's rollback target (the top of its undo stack), kept loaded so a rollback is instant.
+        public var previous: [String: Int] = [:]
+        public init(labels: [String: Int] = [:], previous: [String: Int] = [:]) {
+            self.labels = labels
+            self.previous = previous
+        }
     }
 
     private let state = Mutex<[String: ModelPointers]>([:])
@@ -19,8 +24,14 @@ public final class RoutingTable: Sendable {
 
     public func version(_ model: String, label: String) -> Int? { state.withLock { $0[model]?.labels[label] } }
 
-    /// Versions that must stay loaded whatever the version policy says: every label's target.
-    public func pinnedVersions(_ model: String) -> Set<Int> { Set(labels(model).values) }
+    /// Versions that must stay loaded whatever the version policy says: every label's target, and the version
+    /// each label would roll back to.
+    public func pinnedVersions(_ model: String) -> Set<Int> {
+        state.withLock { table in
+            guard let pointers = table[model] else { return [] }
+            return Set(pointers.labels.values).union(pointers.previous.values)
+        }
+    }
 
     public var all: [String: ModelPointers] { state.withLock { $0 } }
 

@@ -5,6 +5,7 @@ import Metrics
 import Prometheus
 import ServalGRPC
 import ServalHTTP
+import ServalServer
 import ServalServing
 import ServiceLifecycle
 
@@ -49,6 +50,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("access-log"), help: "Log every HTTP request (method, path, status, duration) with its request id.")
     var accessLog = false
 
+    @Option(name: .customLong("data-dir"), help: "Folder for the state store (SQLite): labels, history, lineage. Default $SERVAL_DATA_DIR or ./serval-data.")
+    var dataDir: String?
+
+    @Option(name: .customLong("database-url"), help: "PostgreSQL URL for state shared by replicas (postgres://user@host:5432/db); replaces --data-dir.")
+    var databaseURL: String?
+
     func validate() throws {
         guard ModelManager.ControlMode(rawValue: modelControlMode) != nil else {
             throw ValidationError("--model-control-mode must be none, poll or explicit")
@@ -66,38 +73,25 @@ struct ServeCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(ServalMetrics.factory(registry: registry))
         let logger = Logger(label: "serval")
-        let mode = ModelManager.ControlMode(rawValue: modelControlMode)!
-        let manager = ModelManager(repository: ModelRepository(root: URL(fileURLWithPath: modelRepository)), mode: mode, logger: logger)
-        if mode == .explicit {
-            for name in loadModel { try await manager.load(name) }
-        } else {
-            try await manager.reconcile()
-        }
-        let pollers: [any Service] = mode == .poll
-            ? [RepositoryPoller(manager: manager, interval: .seconds(repositoryPollSecs), logger: logger)] : []
-        var settings = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
-        settings.accessLog = accessLog
-        let configuration = settings
+        var http = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
+        http.accessLog = accessLog
+        var options = ServerOptions(
+            repository: URL(fileURLWithPath: modelRepository),
+            dataDirectory: dataDir.map { URL(fileURLWithPath: $0) } ?? ServerOptions.defaultDataDirectory, http: http,
+            grpc: grpcPort == 0 ? nil : GRPCConfiguration(host: host, port: grpcPort, maxMessageSize: grpcMaxMessageSize))
+        options.controlMode = ModelManager.ControlMode(rawValue: modelControlMode)!
+        options.loadModels = loadModel
+        options.repositoryPollInterval = .seconds(repositoryPollSecs)
+        options.databaseURL = databaseURL
+        options.exitTimeout = .seconds(exitTimeoutSecs)
         logger.info("cpu budget", metadata: ["cpus": "\(CPUBudget.available())"])
-        let state = ServerState()
-        let app = HTTPServer.makeApplication(
-            manager: manager, configuration: configuration, state: state, services: pollers, metrics: registry, logger: logger
-        ) { port in
-            let models = await manager.readyModels()
-            logger.info("serving", metadata: ["http": "\(configuration.host):\(port)", "models": "\(models)"])
-        }
-        // The group shuts down in reverse order: readiness flips first, then gRPC and HTTP drain.
-        var services: [any Service] = [app]
-        if grpcPort != 0 {
-            let grpcConfiguration = GRPCConfiguration(host: host, port: grpcPort, maxMessageSize: grpcMaxMessageSize)
-            services.append(GRPCFrontend(manager: manager, configuration: grpcConfiguration, state: state) { port in
-                logger.info("serving", metadata: ["grpc": "\(grpcConfiguration.host):\(port)"])
-            })
-        }
-        services.append(DrainOnShutdown(state: state))
-        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(exitTimeoutSecs)
-        try await ServiceGroup(configuration: groupConfiguration).run()
+        let host = self.host
+        let server = try await ServalServer(options: options, metrics: registry, logger: logger, onHTTPListening: { port in
+            logger.info("serving", metadata: ["http": "\(host):\(port)"])
+        }, onGRPCListening: { port in
+            logger.info("serving", metadata: ["grpc": "\(host):\(port)"])
+        })
+        try await server.run(server.serviceGroup())
     }
 }
 

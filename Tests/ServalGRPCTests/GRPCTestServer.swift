@@ -3,6 +3,8 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 @testable import ServalGRPC
+import ServalHTTP
+import ServalServer
 import ServalServing
 import ServiceLifecycle
 import Testing
@@ -43,15 +45,17 @@ struct GRPCTestServer {
     ) async throws {
         let root = try repository ?? makeRepository()
         let logger = Logger(label: "serval-grpc-test")
-        let manager = ModelManager(repository: ModelRepository(root: root), mode: mode, logger: logger, executorWrapper: executorWrapper)
-        if mode != .explicit { try await manager.reconcile() }
-        let state = ServerState()
+        var options = ServerOptions(
+            repository: root, dataDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("serval-data-\(UUID().uuidString)"),
+            http: HTTPConfiguration(host: "127.0.0.1", port: 0), grpc: GRPCConfiguration(host: "127.0.0.1", port: 0, maxMessageSize: maxMessageSize))
+        options.controlMode = mode
+        options.executorWrapper = executorWrapper
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let frontend = GRPCFrontend(
-            manager: manager, configuration: GRPCConfiguration(host: "127.0.0.1", port: 0, maxMessageSize: maxMessageSize), state: state
-        ) { port in continuation.yield(port) }
-        let group = ServiceGroup(configuration: .init(services: [frontend, DrainOnShutdown(state: state)], logger: logger))
-        let running = Task { try await group.run() }
+        let server = try await ServalServer(options: options, metrics: nil, logger: logger, onGRPCListening: { port in continuation.yield(port) })
+        let manager = server.manager
+        let state = server.state
+        let group = server.serviceGroup(signals: [])
+        let running = Task { try await server.run(group) }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ServingError.unavailable("gRPC server did not start") }
         let outcome: Result<Void, any Error>

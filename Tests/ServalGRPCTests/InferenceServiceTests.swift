@@ -205,7 +205,7 @@ import Testing
         let gate = BatchGate()
         let repository = try GRPCTestServer.makeRepository(configs: ["iris": "max_batch_size: 1\ndynamic_batching:\n  max_queue_size: 1\n"])
         try await GRPCTestServer.with(repository: repository, executorWrapper: { GatedExecutor(inner: $0, gate: gate) }) { server in
-            let iris = try await server.manager.resolve("iris")
+            let iris = try await server.manager.resolve("iris", version: nil)
             let held = Task { try await server.inference.modelInfer(Requests.iris()) }
             await gate.waitUntilStarted()
             // Queued behind the held batch, with a 1 ms queue timeout.
@@ -229,7 +229,7 @@ import Testing
     @Test func callPastItsDeadlineLeavesTheQueue() async throws {
         let gate = BatchGate()
         try await GRPCTestServer.with(executorWrapper: { GatedExecutor(inner: $0, gate: gate) }) { server in
-            let mlp = try await server.manager.resolve("mlp")
+            let mlp = try await server.manager.resolve("mlp", version: nil)
             let held = Task { try await server.inference.modelInfer(Requests.mlp(rows: 1)) }
             await gate.waitUntilStarted()
             var options = CallOptions.defaults

@@ -9,8 +9,8 @@ import Testing
 @Suite(.serialized) struct DrainTests {
     @Test func inFlightRequestFinishesAfterShutdownBegins() async throws {
         let gate = BatchGate()
-        let state = ServerState()
-        try await TestServer.with(state: state, executorWrapper: { GatedExecutor(inner: $0, gate: gate) }) { server, group in
+        try await TestServer.with(executorWrapper: { GatedExecutor(inner: $0, gate: gate) }) { server, group in
+            let state = server.server.state
             let inFlight = Task { try await server.post("/v2/models/iris/infer", KServeTests.iris) }
             await gate.waitUntilStarted()
             await group.triggerGracefulShutdown()

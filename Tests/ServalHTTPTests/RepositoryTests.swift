@@ -19,7 +19,7 @@ import Testing
     @Test func newVersionIsServedAfterReconcileAndOldOneUnloaded() async throws {
         try await TestServer.with(mode: .poll) { (server: TestServer) async throws in
             try Self.addVersion(server.repository, model: "iris", version: 2)
-            try await server.manager.reconcile()
+            try await server.lifecycle.reconcile()
             let response = try await server.post("/v2/models/iris/infer", KServeTests.iris).object()
             #expect(response["model_version"] as? String == "2")
             #expect(try await server.get("/v2/models/iris/versions/1").status == 404)
@@ -29,7 +29,7 @@ import Testing
     @Test func brokenNewVersionKeepsThePreviousServing() async throws {
         try await TestServer.with(mode: .poll) { (server: TestServer) async throws in
             try Self.addVersion(server.repository, model: "iris", version: 2, bytes: Data("not a model".utf8))
-            try await server.manager.reconcile()
+            try await server.lifecycle.reconcile()
             let response = try await server.post("/v2/models/iris/infer", KServeTests.iris)
             #expect(response.status == 200)
             #expect(try response.object()["model_version"] as? String == "1")
@@ -62,11 +62,12 @@ import Testing
             .write(to: repository.appendingPathComponent("iris/config.yaml"), atomically: true, encoding: .utf8)
         try await TestServer.with(repository: repository) { (server: TestServer) async throws in
             #expect(await server.manager.readyVersions(of: "iris") == [2, 1])
-            let latest = try await server.post("/v2/models/iris/infer", KServeTests.iris).object()
-            #expect(latest["model_version"] as? String == "2")
+            // An unversioned request follows the `stable` label when there is one, not the latest version.
+            let unversioned = try await server.post("/v2/models/iris/infer", KServeTests.iris).object()
+            #expect(unversioned["model_version"] as? String == "1")
             let stable = try await server.post("/v1/models/iris/labels/stable:predict", #"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#)
             #expect(stable.status == 200)
-            #expect((try await server.manager.resolve("iris", label: "canary")).version == 2)
+            #expect(try await server.server.router.route("iris", .label("canary")).primary.version == 2)
             #expect(try await server.get("/v1/models/iris/labels/nope").status == 404)
             #expect(try await server.get("/v2/models/iris/versions/3").status == 404)
         }
@@ -75,7 +76,7 @@ import Testing
     @Test func invalidConfigIsReportedAndPreviousVersionKeepsServing() async throws {
         try await TestServer.with(mode: .poll) { (server: TestServer) async throws in
             try "version_policy: [oops".write(to: server.repository.appendingPathComponent("iris/config.yaml"), atomically: true, encoding: .utf8)
-            try await server.manager.reconcile()
+            try await server.lifecycle.reconcile()
             #expect(try await server.post("/v2/models/iris/infer", KServeTests.iris).status == 200)
         }
     }

@@ -6,6 +6,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServalHTTP
+import ServalServer
 import ServalServing
 import ServiceLifecycle
 import Testing
@@ -19,43 +20,55 @@ enum TestMetrics {
     }()
 }
 
-/// A real `serval` HTTP server on an ephemeral port, over a temporary copy of a model repository.
+/// A real `serval` server (the same assembly `serval serve` uses) on ephemeral ports, over a temporary copy of a
+/// model repository, with its state in a temporary data directory (or `databaseURL`).
 struct TestServer {
     let baseURL: URL
-    let manager: ModelManager
+    let server: ServalServer
     let repository: URL
+    let dataDirectory: URL
+    var manager: ModelManager { server.manager }
+    var lifecycle: ModelLifecycle { server.lifecycle }
 
     /// A repository folder with the example models (iris, mlp) copied in.
     static func makeRepository() throws -> URL {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("serval-repo-\(UUID().uuidString)")
-        let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("examples/models")
         try FileManager.default.copyItem(at: examples, to: root)
         return root
     }
 
+    static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("examples/models")
+
+    static func makeDataDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("serval-data-\(UUID().uuidString)")
+    }
+
     /// Starts the server, runs `body`, then shuts the server down gracefully.
     static func with(
-        repository: URL? = nil, mode: ModelManager.ControlMode = .none, maxInputSize: Int = 64 * 1024 * 1024,
-        state: ServerState = ServerState(), executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil,
+        repository: URL? = nil, dataDirectory: URL? = nil, databaseURL: String? = nil, mode: ModelManager.ControlMode = .none,
+        maxInputSize: Int = 64 * 1024 * 1024, executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil,
         _ body: (TestServer, ServiceGroup) async throws -> Void
     ) async throws {
         let root = try repository ?? makeRepository()
-        let metrics = TestMetrics.registry
+        let data = dataDirectory ?? makeDataDirectory()
         let logger = Logger(label: "serval-test")
-        let manager = ModelManager(repository: ModelRepository(root: root), mode: mode, logger: logger, executorWrapper: executorWrapper)
-        if mode != .explicit { try await manager.reconcile() }
+        var options = ServerOptions(
+            repository: root, dataDirectory: data, http: HTTPConfiguration(host: "127.0.0.1", port: 0, maxInputSize: maxInputSize), grpc: nil)
+        options.controlMode = mode
+        options.databaseURL = databaseURL
+        options.storeRefreshInterval = .milliseconds(100)
+        options.executorWrapper = executorWrapper
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = HTTPServer.makeApplication(
-            manager: manager, configuration: HTTPConfiguration(host: "127.0.0.1", port: 0, maxInputSize: maxInputSize), state: state, metrics: metrics,
-            logger: logger
-        ) { port in continuation.yield(port) }
-        let group = ServiceGroup(configuration: .init(services: [app, DrainOnShutdown(state: state)], logger: logger))
-        let running = Task { try await group.run() }
+        let server = try await ServalServer(options: options, metrics: TestMetrics.registry, logger: logger, onHTTPListening: { port in
+            continuation.yield(port)
+        })
+        let group = server.serviceGroup(signals: [])
+        let running = Task { try await server.run(group) }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ServingError.unavailable("server did not start") }
         do {
-            try await body(TestServer(baseURL: URL(string: "http://127.0.0.1:\(port)")!, manager: manager, repository: root), group)
+            try await body(TestServer(baseURL: URL(string: "http://127.0.0.1:\(port)")!, server: server, repository: root, dataDirectory: data), group)
         } catch {
             await group.triggerGracefulShutdown()
             _ = try? await running.value
@@ -67,10 +80,12 @@ struct TestServer {
 
     /// Same as above for tests that do not need the service group.
     static func with(
-        repository: URL? = nil, mode: ModelManager.ControlMode = .none, maxInputSize: Int = 64 * 1024 * 1024,
-        _ body: (TestServer) async throws -> Void
+        repository: URL? = nil, dataDirectory: URL? = nil, databaseURL: String? = nil, mode: ModelManager.ControlMode = .none,
+        maxInputSize: Int = 64 * 1024 * 1024, _ body: (TestServer) async throws -> Void
     ) async throws {
-        try await with(repository: repository, mode: mode, maxInputSize: maxInputSize) { server, _ in try await body(server) }
+        try await with(repository: repository, dataDirectory: dataDirectory, databaseURL: databaseURL, mode: mode, maxInputSize: maxInputSize) {
+            server, _ in try await body(server)
+        }
     }
 
     struct Reply {
@@ -86,8 +101,29 @@ struct TestServer {
 
     func post(_ path: String, _ body: String) async throws -> Reply { try await send("POST", path, body: Data(body.utf8)) }
 
-    func post(_ path: String, json: Any) async throws -> Reply {
-        try await send("POST", path, body: try JSONSerialization.data(withJSONObject: json))
+    func post(_ path: String, json: Any, actor: String? = nil) async throws -> Reply {
+        try await send("POST", path, body: try JSONSerialization.data(withJSONObject: json), headers: actor.map { ["Serval-Actor": $0] } ?? [:])
+    }
+
+    func put(_ path: String, json: Any, actor: String? = nil) async throws -> Reply {
+        try await send("PUT", path, body: try JSONSerialization.data(withJSONObject: json), headers: actor.map { ["Serval-Actor": $0] } ?? [:])
+    }
+
+    func delete(_ path: String) async throws -> Reply { try await send("DELETE", path, body: nil) }
+
+    /// `multipart/form-data` with the given parts (name → bytes), as curl -F sends it.
+    func upload(_ path: String, parts: [(String, Data)], actor: String? = nil) async throws -> Reply {
+        let boundary = "serval-test-\(UUID().uuidString)"
+        var body = Data()
+        for (name, bytes) in parts {
+            body.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(name)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8))
+            body.append(bytes)
+            body.append(Data("\r\n".utf8))
+        }
+        body.append(Data("--\(boundary)--\r\n".utf8))
+        var headers = ["Content-Type": "multipart/form-data; boundary=\(boundary)"]
+        if let actor { headers["Serval-Actor"] = actor }
+        return try await send("POST", path, body: body, headers: headers)
     }
 
     func send(_ method: String, _ path: String, body: Data?, headers: [String: String] = [:]) async throws -> Reply {

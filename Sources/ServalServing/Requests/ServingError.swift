@@ -16,6 +16,9 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
         case cancelled
         /// Operation not allowed in this mode (e.g. load/unload without explicit control).
         case unsupported
+        /// The request conflicts with current state: a label to a version that is not ready, a rollback with no
+        /// earlier target, unloading a labelled version (409 / FAILED_PRECONDITION).
+        case conflict
         /// Our own bug (500 / INTERNAL).
         case internalError
     }
@@ -33,4 +36,5 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
     public static func invalidArgument(_ message: String) -> ServingError { ServingError(.invalidArgument, message) }
     public static func notFound(_ message: String) -> ServingError { ServingError(.notFound, message) }
     public static func unavailable(_ message: String) -> ServingError { ServingError(.unavailable, message) }
+    public static func conflict(_ message: String) -> ServingError { ServingError(.conflict, message) }
 }

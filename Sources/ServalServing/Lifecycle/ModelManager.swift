@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import ServalRegistry
 
 /// Keeps the served models in step with the repository: loads the versions the policy asks for, warms them
 /// up, swaps them in, and unloads the ones no longer wanted, only once a replacement is ready.
@@ -21,20 +22,27 @@ public actor ModelManager {
         case ready(ServedModel)
         case unavailable(String)
 
-        public var name: String {
+        public var name: StateName {
             switch self {
-            case .loading: return "LOADING"
-            case .ready: return "READY"
-            case .unavailable: return "UNAVAILABLE"
+            case .loading: return .loading
+            case .ready: return .ready
+            case .unavailable: return .unavailable
             }
         }
+    }
+
+    /// A version's state as the protocols spell it (Triton's repository index).
+    public enum StateName: String, Sendable, Equatable {
+        case ready = "READY"
+        case loading = "LOADING"
+        case unavailable = "UNAVAILABLE"
     }
 
     /// A row of the repository index (`/v2/repository/index`).
     public struct IndexEntry: Sendable, Equatable {
         public let name: String
         public let version: String
-        public let state: String
+        public let state: StateName
         public let reason: String
     }
 
@@ -54,13 +62,16 @@ public actor ModelManager {
 
     /// Wraps each loaded version's executor (nil: run the session directly). Tests use it to hold a batch in flight.
     private let executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
+    /// Labels (and routes) whose targets stay loaded whatever the version policy says.
+    private let pins: RoutingTable
 
     public init(
-        repository: ModelRepository, mode: ControlMode, logger: Logger = Logger(label: "serval.models"),
+        repository: ModelRepository, mode: ControlMode, pins: RoutingTable = RoutingTable(), logger: Logger = Logger(label: "serval.models"),
         executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil
     ) {
         self.repository = repository
         self.mode = mode
+        self.pins = pins
         self.logger = logger
         self.executorWrapper = executorWrapper
     }
@@ -92,7 +103,9 @@ public actor ModelManager {
             config = parsed
         }
         let configChanged = record.configFingerprint != entry.configFingerprint
-        let aspired = (config.versionPolicy ?? .latest(1)).select(from: Array(entry.versions.keys))
+        // The policy decides what loads, and every pinned version (a label's target) loads too.
+        let pinned = pins.pinnedVersions(entry.name).filter { entry.versions[$0] != nil }
+        let aspired = Set((config.versionPolicy ?? .latest(1)).select(from: Array(entry.versions.keys))).union(pinned).sorted()
         record.problem = aspired.isEmpty ? "no version folder (positive integer with model.onnx) matches the version policy" : nil
         for version in aspired {
             guard let file = entry.versions[version] else { continue }
@@ -171,11 +184,11 @@ public actor ModelManager {
         }.value
     }
 
-    /// The version to serve for `version` (a number) or, when nil, the highest ready version.
-    public func resolve(_ name: String, version: String? = nil) throws -> ServedModel {
+    /// The version to serve for `version` or, when nil, the highest ready version.
+    public func resolve(_ name: String, version: Int? = nil) throws -> ServedModel {
         guard let record = records[name] else { throw ServingError.notFound("unknown model '\(name)'") }
         if let version {
-            guard let number = Int(version), let state = record.versions[number] else {
+            guard let state = record.versions[version] else {
                 throw ServingError.notFound("model '\(name)' has no version '\(version)'")
             }
             guard case .ready(let served) = state else {
@@ -189,18 +202,18 @@ public actor ModelManager {
         throw ServingError.unavailable("model '\(name)' has no ready version" + (record.problem.map { ": \($0)" } ?? reasons(record)))
     }
 
-    /// The version a label (`version_labels` in config.yaml) points to.
-    public func resolve(_ name: String, label: String) throws -> ServedModel {
-        guard let record = records[name] else { throw ServingError.notFound("unknown model '\(name)'") }
-        guard let version = record.config.versionLabels?[label] else {
-            throw ServingError.notFound("model '\(name)' has no version label '\(label)'")
-        }
-        return try resolve(name, version: String(version))
-    }
+    /// The state of one version, nil when the manager does not hold it (not on disk, or outside the policy).
+    public func state(_ name: String, version: Int) -> VersionState? { records[name]?.versions[version] }
+
+    /// The configuration a model was last read with (config.yaml as written, before merging what the model declares).
+    public func declaredConfig(_ name: String) -> ModelConfig? { records[name]?.config }
+
+    /// True when the manager knows the model (it is in the repository and was reconciled).
+    public func knows(_ name: String) -> Bool { records[name] != nil }
 
     private func stateDescription(_ state: VersionState) -> String {
         if case .unavailable(let reason) = state { return reason }
-        return state.name
+        return state.name.rawValue
     }
 
     private func reasons(_ record: ModelRecord) -> String {
@@ -217,7 +230,7 @@ public actor ModelManager {
         for name in records.keys.sorted() {
             let record = records[name]!
             if record.versions.isEmpty {
-                rows.append(IndexEntry(name: name, version: "", state: "UNAVAILABLE", reason: record.problem ?? "not loaded"))
+                rows.append(IndexEntry(name: name, version: "", state: .unavailable, reason: record.problem ?? "not loaded"))
             }
             for version in record.versions.keys.sorted() {
                 let state = record.versions[version]!
@@ -270,7 +283,13 @@ public actor ModelManager {
     /// Explicit mode: stop serving a model; in-flight requests finish on the copy they hold.
     public func unload(_ name: String) throws {
         guard mode == .explicit else { throw ServingError(.unsupported, "load/unload needs --model-control-mode explicit (this server uses '\(mode.rawValue)')") }
-        guard records.removeValue(forKey: name) != nil else { throw ServingError.notFound("model '\(name)' is not loaded") }
+        guard records[name] != nil else { throw ServingError.notFound("model '\(name)' is not loaded") }
+        let labels = pins.labels(name)
+        if !labels.isEmpty {
+            let named = labels.sorted { $0.key < $1.key }.map { "'\($0.key)' → \($0.value)" }.joined(separator: ", ")
+            throw ServingError.conflict("model '\(name)' cannot be unloaded while labels point at its versions (\(named)); remove them first")
+        }
+        records[name] = nil
         publishStates()
         logger.info("model unloaded", metadata: ["model": "\(name)"])
     }

@@ -1,0 +1,102 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import ServalServing
+
+/// KServe v2 / Open Inference Protocol: health, server and model metadata, readiness, inference (JSON and
+/// Triton's binary tensor extension), statistics and the effective model configuration.
+struct KServeRoutes {
+    let shared: RouteContext
+    init(_ shared: RouteContext) { self.shared = shared }
+
+    func register(_ routes: inout RouteBuilder) {
+        let shared = self.shared
+        routes.get("/v2/health/live") { _, _ in Response.json("{\"live\":true}") }
+        routes.get("/v2/health/ready") { _, _ in
+            let ready = await shared.state.isReady(shared.manager)
+            return Response.json("{\"ready\":\(ready)}", status: ready ? .ok : .serviceUnavailable)
+        }
+        routes.get("/v2") { _, _ in
+            Response.json("{\"name\":\"serval\",\"version\":\"\(shared.configuration.serverVersion)\",\"extensions\":[\"model_repository\",\"model_configuration\",\"statistics\",\"binary_tensor_data\"]}")
+        }
+        for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
+            routes.get(prefix) { _, context in
+                let route = try await Self.route(shared, context)
+                return Response.json(KServeCodec.encodeMetadata(route.primary, versions: await shared.manager.readyVersions(of: route.model)))
+            }
+            routes.get(prefix + "/ready") { _, context in
+                let name = try context.parameters.require("model")
+                let selector = try ModelSelector.parse(version: context.parameters.get("version"), model: name)
+                let ready = try await shared.state.isReady(shared.router, model: name, selector)
+                var json = JSONWriter()
+                json.raw("{\"name\":")
+                json.string(name)
+                json.raw(",\"ready\":\(ready)}")
+                return Response.json(json.text, status: ready ? .ok : .serviceUnavailable)
+            }
+            routes.post(prefix + "/infer") { request, context in
+                let route = try await Self.route(shared, context)
+                let body = try await shared.collect(request)
+                return try await ConnectionWatch.cancellingOnDisconnect(context) {
+                    try await Self.infer(shared, route: route, request: request, body: body)
+                }
+            }
+            routes.get(prefix + "/stats") { _, context in
+                let route = try await Self.route(shared, context)
+                return Response.json(StatisticsJSON.encode([route.primary]))
+            }
+            routes.get(prefix + "/config") { _, context in
+                let route = try await Self.route(shared, context)
+                return Response.json(try Self.configJSON(route.primary, labels: shared.router.table.labels(route.model)))
+            }
+        }
+        routes.get("/v2/models/stats") { _, _ in Response.json(StatisticsJSON.encode(await shared.manager.readyModels(named: nil))) }
+    }
+
+    static func route(_ shared: RouteContext, _ context: ServalRequestContext) async throws -> Route {
+        let name = try context.parameters.require("model")
+        return try await shared.router.route(name, try ModelSelector.parse(version: context.parameters.get("version"), model: name))
+    }
+
+    /// Decodes (JSON, or a JSON header followed by binary tensors), runs through the router, encodes in kind.
+    static func infer(_ shared: RouteContext, route: Route, request: Request, body: ByteBuffer) async throws -> Response {
+        // Binary tensor extension: the JSON header is the first Inference-Header-Content-Length bytes.
+        let headerLength = try request.headers[HTTPHeaders.inferenceHeaderLength].map { value -> Int in
+            guard let length = Int(value), length >= 0, length <= body.readableBytes else {
+                throw ServingError.invalidArgument("Inference-Header-Content-Length \(value) does not fit the \(body.readableBytes)-byte body")
+            }
+            return length
+        }
+        let (inference, binaryOutputs) = try body.withUnsafeReadableBytes { bytes in
+            guard let headerLength else { return try KServeCodec.decodeRequest(try JSONParser.parse(bytes)) }
+            let header = UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])
+            return try KServeCodec.decodeRequest(try JSONParser.parse(header), binary: UnsafeRawBufferPointer(rebasing: bytes[headerLength...]))
+        }
+        let response = try await shared.router.infer(inference, on: route)
+        let (json, binary) = KServeCodec.encodeResponse(response, binary: binaryOutputs)
+        guard !binary.isEmpty || binaryOutputs != .none else {
+            var answer = Response.json(json)
+            answer.headers[HTTPHeaders.modelVersion] = response.modelVersion
+            return answer
+        }
+        var buffer = ByteBuffer(string: json)
+        buffer.writeBytes(binary)
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/octet-stream", HTTPHeaders.inferenceHeaderLength: String(json.utf8.count), HTTPHeaders.modelVersion: response.modelVersion],
+            body: .init(byteBuffer: buffer))
+    }
+
+    /// The effective model configuration as JSON (`GET /v2/models/{m}/config`), with the labels in force
+    /// (the store's, not config.yaml's once the store has seen the model).
+    static func configJSON(_ model: ServedModel, labels: [String: Int]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var config = model.config
+        config.inputs = config.inputs ?? model.inputs
+        config.outputs = config.outputs ?? model.outputs
+        config.versionLabels = labels.isEmpty ? nil : labels
+        let body = String(decoding: try encoder.encode(config), as: UTF8.self)
+        return "{\"name\":\"\(model.name)\",\"version\":\"\(model.version)\",\"platform\":\"\(model.platform)\",\"weight_bytes\":\(model.weightBytes),\"config\":\(body)}"
+    }
+}

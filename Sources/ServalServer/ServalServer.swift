@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+import Prometheus
+import ServalGRPC
+import ServalHTTP
+import ServalRegistry
+import ServalServing
+import ServalStore
+import ServiceLifecycle
+import UnixSignals
+
+/// Everything `serval serve` runs, in one place: the options it is given.
+public struct ServerOptions: Sendable {
+    public var repository: URL
+    public var controlMode: ModelManager.ControlMode = .none
+    /// Explicit mode: models to load at start.
+    public var loadModels: [String] = []
+    public var repositoryPollInterval: Duration = .seconds(15)
+    /// Where the SQLite state file lives (`--data-dir`), unless `databaseURL` names a PostgreSQL server.
+    public var dataDirectory: URL
+    public var databaseURL: String?
+    /// How often this replica checks the store for changes made elsewhere (labels moved on another replica).
+    public var storeRefreshInterval: Duration = .seconds(1)
+    public var http: HTTPConfiguration
+    /// nil: no gRPC listener.
+    public var grpc: GRPCConfiguration?
+    public var exitTimeout: Duration = .seconds(30)
+    /// Tests wrap each version's executor to hold batches in flight.
+    public var executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
+
+    public init(repository: URL, dataDirectory: URL, http: HTTPConfiguration = HTTPConfiguration(), grpc: GRPCConfiguration? = GRPCConfiguration()) {
+        self.repository = repository
+        self.dataDirectory = dataDirectory
+        self.http = http
+        self.grpc = grpc
+    }
+
+    /// `--data-dir` default: `$SERVAL_DATA_DIR`, else `./serval-data`.
+    public static var defaultDataDirectory: URL {
+        URL(fileURLWithPath: ProcessInfo.processInfo.environment["SERVAL_DATA_DIR"] ?? "serval-data")
+    }
+}
+
+/// The one assembly of a Serval server: store → registry → model manager (pinned by the registry's labels) →
+/// lifecycle and router → HTTP and gRPC frontends, the repository poller, the store watcher and the drain,
+/// in one service group. `serval serve` and the test servers all build through here.
+public final class ServalServer: Sendable {
+    public let store: any Store
+    public let registry: Registry
+    public let lifecycle: ModelLifecycle
+    public let state: ServerState
+    private let services: [any Service]
+    private let exitTimeout: Duration
+    private let logger: Logger
+
+    public var manager: ModelManager { lifecycle.manager }
+    public var router: Router { lifecycle.router }
+
+    /// Opens the store, loads the models, and prepares the services (nothing listens until `run`).
+    public init(
+        options: ServerOptions, metrics: PrometheusCollectorRegistry?, logger: Logger,
+        onHTTPListening: @escaping @Sendable (Int) async -> Void = { _ in },
+        onGRPCListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        self.logger = logger
+        store = try await StoreFactory.open(databaseURL: options.databaseURL, dataDirectory: options.dataDirectory)
+        logger.info("state store", metadata: ["location": "\(store.location)"])
+        registry = try await Registry(store: store)
+        let manager = ModelManager(
+            repository: ModelRepository(root: options.repository), mode: options.controlMode, pins: registry.table, logger: logger,
+            executorWrapper: options.executorWrapper)
+        lifecycle = ModelLifecycle(manager: manager, registry: registry, logger: logger)
+        if options.controlMode == .explicit {
+            for name in options.loadModels { try await lifecycle.load(model: name, actor: nil) }
+        } else {
+            try await lifecycle.reconcile()
+        }
+        let state = ServerState()
+        self.state = state
+        var background: [any Service] = [RegistryWatcher(lifecycle: lifecycle, interval: options.storeRefreshInterval, logger: logger)]
+        if options.controlMode == .poll {
+            background.append(RepositoryPoller(lifecycle: lifecycle, interval: options.repositoryPollInterval, logger: logger))
+        }
+        let app = HTTPServer.makeApplication(
+            lifecycle: lifecycle, configuration: options.http, state: state, services: background, metrics: metrics, logger: logger,
+            onServerRunning: onHTTPListening)
+        // The group shuts down in reverse order: readiness flips first, then gRPC and HTTP drain.
+        var services: [any Service] = [app]
+        if let grpc = options.grpc {
+            services.append(GRPCFrontend(lifecycle: lifecycle, configuration: grpc, state: state, onListening: onGRPCListening))
+        }
+        services.append(DrainOnShutdown(state: state))
+        self.services = services
+        exitTimeout = options.exitTimeout
+    }
+
+    /// The service group of this server; `signals` start a graceful shutdown (empty for tests).
+    public func serviceGroup(signals: [UnixSignal] = [.sigterm, .sigint]) -> ServiceGroup {
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: signals, logger: logger)
+        configuration.maximumGracefulShutdownDuration = exitTimeout
+        return ServiceGroup(configuration: configuration)
+    }
+
+    /// Runs until a signal (or `group`'s shutdown) ends it, then closes the store.
+    public func run(_ group: ServiceGroup) async throws {
+        do {
+            try await group.run()
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+}

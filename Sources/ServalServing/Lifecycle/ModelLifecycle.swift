@@ -1,0 +1,258 @@
+import Foundation
+import Logging
+import ServalEngine
+import ServalONNX
+import ServalRegistry
+import ServalStore
+
+/// The control-plane operations that span durable state (the `Registry`) and what is loaded (the `ModelManager`):
+/// registering a version into the repository, moving labels only to ready versions, rolling back, and keeping the
+/// registry in step with versions that appear on disk. Frontends call this; they never write the registry directly.
+public actor ModelLifecycle {
+    public nonisolated let manager: ModelManager
+    public nonisolated let registry: Registry
+    public nonisolated let router: Router
+    private let logger: Logger
+
+    public init(manager: ModelManager, registry: Registry, logger: Logger = Logger(label: "serval.lifecycle")) {
+        self.manager = manager
+        self.registry = registry
+        self.router = Router(manager: manager, table: registry.table)
+        self.logger = logger
+    }
+
+    // MARK: - Repository
+
+    /// Records what is on disk in the registry (labels from config.yaml the first time a model is seen, versions
+    /// that appeared by other means), then brings the loaded versions in line with policy and labels.
+    /// A store that cannot be reached is logged; the manager still reconciles with the labels it knows.
+    public func reconcile(only names: Set<String>? = nil) async throws {
+        do { try await synchronize(only: names) } catch let error as StoreError {
+            logger.error("store unreachable; serving with the last known labels", metadata: ["error": "\(error.message)"])
+        }
+        try await manager.reconcile(only: names)
+    }
+
+    private func synchronize(only names: Set<String>?) async throws {
+        for entry in try manager.repository.scan() where names == nil || names!.contains(entry.name) {
+            guard case .success(let config) = entry.config else { continue }
+            try await registry.seed(entry.name, labels: config.versionLabels ?? [:])
+            let known = Set(try await registry.versions(entry.name).map(\.version))
+            for (version, file) in entry.versions.sorted(by: { $0.key < $1.key }) where !known.contains(version) {
+                let directory = file.url.deletingLastPathComponent()
+                guard FileManager.default.fileExists(atPath: file.url.path) else { continue }
+                let digest = try await Task.detached(priority: .utility) { try FileDigest.sha256(of: file.url) }.value
+                let registration = VersionRegistration.read(versionDirectory: directory)
+                try await registry.register(entry.name, version: version, sha256: digest.hex, size: digest.size,
+                                            metadata: registration?.metadata, actor: registration?.actor ?? Actor.repository)
+                logger.info("version registered from the repository", metadata: ["model": "\(entry.name)", "version": "\(version)"])
+            }
+        }
+    }
+
+    /// Picks up changes another replica committed: reloads the routing table and brings the models whose pointers
+    /// changed in line with them (a newly pinned version loads).
+    public func refreshFromStore() async throws {
+        let touched = try await registry.modelsChangedSinceRefresh()
+        guard !touched.isEmpty else { return }
+        var models = touched.union(try await registry.refresh())
+        if manager.mode == .explicit {
+            var loaded: Set<String> = []
+            for name in models where await manager.knows(name) { loaded.insert(name) }
+            models = loaded
+        }
+        if !models.isEmpty { try await manager.reconcile(only: models) }
+    }
+
+    // MARK: - Registering versions
+
+    /// What `register` answers.
+    public struct Registered: Sendable {
+        public let name: String
+        public let version: Int
+        public let sha256: String
+        public let state: ModelManager.StateName
+    }
+
+    /// Checks that `file` is a model Serval can run, writes it as the model's next version (temporary folder,
+    /// then one rename), records it with its lineage, and loads it by the model's version policy.
+    /// Nothing is written when the model cannot be imported.
+    public func register(model: String, file: Data, metadata: VersionMetadata?, actor: String) async throws -> Registered {
+        try Self.checkName(model, what: "model name")
+        let root = manager.repository.root
+        let staging = root.appendingPathComponent(".upload-\(UUID().uuidString)")
+        let fileManager = FileManager.default
+        try fileManager.createDirectory(at: staging, withIntermediateDirectories: true)
+        defer { try? fileManager.removeItem(at: staging) }
+        let modelFile = staging.appendingPathComponent("model.onnx")
+        try file.write(to: modelFile)
+        try await Task.detached(priority: .utility) { try Self.checkLoadable(modelFile) }.value
+        let sha256 = FileDigest.sha256(of: file)
+        let registration = VersionRegistration(actor: actor, sha256: sha256, size: file.count, metadata: metadata)
+        try registration.write(to: staging)
+        let modelDirectory = root.appendingPathComponent(model)
+        try fileManager.createDirectory(at: modelDirectory, withIntermediateDirectories: true)
+        let onDisk = ((try? fileManager.contentsOfDirectory(atPath: modelDirectory.path)) ?? []).compactMap(Int.init)
+        let version = try await mapped { try await self.registry.nextVersion(model, onDisk: onDisk) }
+        try fileManager.moveItem(at: staging, to: modelDirectory.appendingPathComponent(String(version)))
+        _ = try await mapped {
+            try await self.registry.register(model, version: version, sha256: sha256, size: file.count, metadata: metadata, actor: actor)
+        }
+        try await reconcile(only: [model])
+        let state = await manager.state(model, version: version)?.name ?? .unavailable
+        return Registered(name: model, version: version, sha256: sha256, state: state)
+    }
+
+    /// Imports the file and compiles it, as loading would; the importer's message names what is wrong.
+    static func checkLoadable(_ file: URL) throws {
+        do {
+            let model = try ONNXModel(contentsOf: file)
+            _ = try Session(graph: model.graph)
+        } catch {
+            throw ServingError.invalidArgument("part 'model' is not a model Serval can load: \(error)")
+        }
+    }
+
+    /// Model and label names become folder names and URL segments: letters, digits, `_`, `-` and `.`, not first.
+    static func checkName(_ name: String, what: String) throws {
+        let allowed = name.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || "_-.".unicodeScalars.contains($0) }
+        guard !name.isEmpty, name.count <= 128, allowed, !name.hasPrefix(".") else {
+            throw ServingError.invalidArgument("\(what) '\(name)' must be 1-128 letters, digits, '_', '-' or '.', not starting with '.'")
+        }
+    }
+
+    // MARK: - Labels
+
+    /// Points `label` at `version`, which must be READY; the move is one transaction with its history entry, and the
+    /// next request resolves to the new version.
+    public func moveLabel(model: String, label: String, version: String, actor: String, reason: String?) async throws -> Registry.LabelMove {
+        try await requireModel(model)
+        try Self.checkName(label, what: "label")
+        guard let number = Int(version), number > 0 else {
+            throw ServingError.invalidArgument("field 'version' must be a version number as a string, e.g. \"2\"; got '\(version)'")
+        }
+        try await requireReady(model, number)
+        let move = try await mapped { try await self.registry.moveLabel(model, label: label, to: number, actor: actor, reason: reason) }
+        try await manager.reconcile(only: [model])
+        return move
+    }
+
+    public func removeLabel(model: String, label: String, actor: String, reason: String?) async throws -> Registry.LabelMove {
+        try await requireModel(model)
+        let move = try await mapped { try await self.registry.removeLabel(model, label: label, actor: actor, reason: reason) }
+        try await manager.reconcile(only: [model])
+        return move
+    }
+
+    /// Moves `label` back to its previous target. Targets no longer on disk are skipped; a target on disk that is
+    /// not loaded is loaded first, so the label only moves to a version that is ready.
+    public func rollback(model: String, label: String, actor: String, reason: String?) async throws -> Registry.LabelMove {
+        try await requireModel(model)
+        let onDisk = Set(try manager.repository.scan().first { $0.name == model }?.versions.keys.map { $0 } ?? [])
+        var readyVersions: Set<Int> = []
+        for version in onDisk where await manager.state(model, version: version)?.name == .ready { readyVersions.insert(version) }
+        let ready = readyVersions
+        let move = try await mapped {
+            try await self.registry.rollback(model, label: label, actor: actor, reason: reason) { ready.contains($0) }
+        }
+        try await manager.reconcile(only: [model])
+        return move
+    }
+
+    public func labels(model: String) async throws -> [String: Int] {
+        try await requireModel(model)
+        return registry.table.labels(model)
+    }
+
+    // MARK: - Reading
+
+    /// One version as `GET /v2/models/{m}/versions` lists it.
+    public struct VersionInfo: Sendable {
+        public let version: Int
+        public let state: String
+        public let reason: String?
+        public let labels: [String]
+        public let record: VersionRecord?
+    }
+
+    public func versions(model: String) async throws -> [VersionInfo] {
+        try await requireModel(model)
+        let records = try await mapped { try await self.registry.versions(model) }
+        let onDisk = Set(try manager.repository.scan().first { $0.name == model }?.versions.keys.map { $0 } ?? [])
+        let numbers = onDisk.union(records.map(\.version)).sorted()
+        let labels = registry.table.labels(model)
+        var rows: [VersionInfo] = []
+        for number in numbers {
+            let state = await manager.state(model, version: number)
+            var reason: String?
+            if case .unavailable(let why)? = state { reason = why }
+            let name = state?.name.rawValue ?? (onDisk.contains(number) ? "UNLOADED" : "DELETED")
+            rows.append(VersionInfo(
+                version: number, state: name, reason: reason, labels: labels.filter { $0.value == number }.map(\.key).sorted(),
+                record: records.first { $0.version == number }))
+        }
+        return rows
+    }
+
+    public func history(model: String, limit: Int) async throws -> [HistoryEntry] {
+        try await requireModel(model)
+        return try await mapped { try await self.registry.history(model, limit: limit) }
+    }
+
+    // MARK: - Explicit load and unload, audited
+
+    /// Explicit mode: loads a model (its labels and on-disk versions recorded first, so pins apply). With an actor
+    /// the load is written to the history; start-up loads (`--load-model`) pass nil.
+    public func load(model: String, actor: String?) async throws {
+        do { try await synchronize(only: [model]) } catch let error as StoreError {
+            logger.error("store unreachable; loading with the last known labels", metadata: ["error": "\(error.message)"])
+        }
+        try await manager.load(model)
+        if let actor { try? await registry.record(model, action: .load, actor: actor, details: [:], reason: nil) }
+    }
+
+    public func unload(model: String, actor: String) async throws {
+        try await manager.unload(model)
+        try? await registry.record(model, action: .unload, actor: actor, details: [:], reason: nil)
+    }
+
+    // MARK: - Shared checks
+
+    private func requireModel(_ model: String) async throws {
+        if await manager.knows(model) { return }
+        if registry.table.pointers(model) != nil { return }
+        throw ServingError.notFound("unknown model '\(model)'")
+    }
+
+    private func requireReady(_ model: String, _ version: Int) async throws {
+        guard let state = await manager.state(model, version: version) else {
+            let onDisk = try manager.repository.scan().first { $0.name == model }?.versions[version] != nil
+            if onDisk { throw ServingError.conflict("model '\(model)' version \(version) is not loaded (outside its version_policy); only a READY version can be labelled") }
+            throw ServingError.notFound("model '\(model)' has no version '\(version)'")
+        }
+        guard case .ready = state else {
+            var detail = state.name.rawValue
+            if case .unavailable(let why) = state { detail += ": \(why)" }
+            throw ServingError.conflict("model '\(model)' version \(version) is \(detail); only a READY version can be labelled")
+        }
+    }
+
+    /// Registry and store errors in serving terms: not found 404, conflict 409, store unreachable 503.
+    private func mapped<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RegistryError {
+            switch error.kind {
+            case .notFound: throw ServingError.notFound(error.message)
+            case .conflict: throw ServingError.conflict(error.message)
+            case .invalid: throw ServingError.invalidArgument(error.message)
+            case .unavailable: throw ServingError.unavailable(error.message)
+            }
+        } catch let error as StoreError {
+            switch error.kind {
+            case .unavailable: throw ServingError.unavailable("state store unavailable, nothing was changed: \(error.message)")
+            default: throw ServingError(.internalError, "state store: \(error.message)")
+            }
+        }
+    }
+}

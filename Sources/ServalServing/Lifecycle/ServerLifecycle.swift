@@ -1,0 +1,102 @@
+import Logging
+import ServalRegistry
+import ServiceLifecycle
+import Synchronization
+
+/// Server-wide state every frontend reads: whether a graceful shutdown has started (readiness turns false).
+public final class ServerState: Sendable {
+    private let draining = Mutex(false)
+    public init() {}
+    public var isDraining: Bool { draining.withLock { $0 } }
+    public func beginDraining() { draining.withLock { $0 = true } }
+
+    /// Server readiness (KServe `ServerReady`): not draining and every model in the repository has a ready version.
+    public func isReady(_ manager: ModelManager) async -> Bool {
+        let allReady = await manager.allReady()
+        return !isDraining && allReady
+    }
+
+    /// Model readiness (KServe `ModelReady`): false while draining or while the version the selector resolves to
+    /// is not ready; an unknown model, version or label throws NOT_FOUND.
+    public func isReady(_ router: Router, model name: String, _ selector: ModelSelector) async throws -> Bool {
+        do {
+            _ = try await router.route(name, selector)
+            return !isDraining
+        } catch let error as ServingError where error.kind == .unavailable {
+            return false
+        }
+    }
+}
+
+/// Flips readiness to false as soon as graceful shutdown begins, so load balancers stop sending traffic
+/// while in-flight requests finish. List it *after* the application in the service group: groups shut down
+/// in reverse order, so readiness turns false before the HTTP server starts draining.
+public struct DrainOnShutdown: Service {
+    let state: ServerState
+    public init(state: ServerState) { self.state = state }
+    public func run() async throws {
+        try? await gracefulShutdown()
+        state.beginDraining()
+    }
+}
+
+/// `--model-control-mode poll`: re-reads the repository every `interval` until shutdown, registering versions
+/// that appeared on disk.
+public struct RepositoryPoller: Service {
+    let lifecycle: ModelLifecycle
+    let interval: Duration
+    let logger: Logger
+
+    public init(lifecycle: ModelLifecycle, interval: Duration, logger: Logger) {
+        self.lifecycle = lifecycle
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: interval) } catch { return }
+                do { try await lifecycle.reconcile() } catch { logger.error("repository poll failed: \(error)") }
+            }
+        }
+    }
+}
+
+/// Keeps this replica's routing table in step with the store: every `interval` it asks whether another writer
+/// committed a change (one cheap query) and, if so, reloads the pointers and the versions they pin. While the
+/// store is unreachable it logs once and serves with the last state it read.
+public struct RegistryWatcher: Service {
+    let lifecycle: ModelLifecycle
+    let interval: Duration
+    let logger: Logger
+
+    public init(lifecycle: ModelLifecycle, interval: Duration, logger: Logger) {
+        self.lifecycle = lifecycle
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var failing = false
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: interval) } catch { return }
+                do {
+                    try await lifecycle.refreshFromStore()
+                    if failing { logger.info("state store reachable again") }
+                    failing = false
+                } catch {
+                    if !failing { logger.error("state store unreachable; serving with the last known labels", metadata: ["error": "\(error)"]) }
+                    failing = true
+                }
+            }
+        }
+    }
+}
+
+/// The server's name and version as the protocols' server-metadata calls report them.
+public enum ServerInfo {
+    public static let name = "serval"
+    public static let version = "0.1.0"
+}

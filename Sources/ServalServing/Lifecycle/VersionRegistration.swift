@@ -1,0 +1,48 @@
+import Crypto
+import Foundation
+import ServalRegistry
+
+/// The record written next to a registered version's `model.onnx` before the folder is renamed into place. If the
+/// process dies after the rename but before the store commit, the next start registers the version from it, with
+/// its lineage and actor: a registered version is never lost, and a half-written one never appears.
+struct VersionRegistration: Codable, Sendable {
+    static let fileName = "registration.json"
+
+    var actor: String
+    var sha256: String
+    var size: Int
+    var metadata: VersionMetadata?
+
+    static func read(versionDirectory: URL) -> VersionRegistration? {
+        guard let data = FileManager.default.contents(atPath: versionDirectory.appendingPathComponent(fileName).path) else { return nil }
+        return try? JSONDecoder().decode(VersionRegistration.self, from: data)
+    }
+
+    func write(to versionDirectory: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try encoder.encode(self).write(to: versionDirectory.appendingPathComponent(Self.fileName), options: .atomic)
+    }
+}
+
+/// Content hashes of model files.
+enum FileDigest {
+    /// Hex SHA-256 and size of a file, read in 1 MiB pieces.
+    static func sha256(of url: URL) throws -> (hex: String, size: Int) {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        var size = 0
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update(data: chunk)
+            size += chunk.count
+        }
+        return (hex(hasher.finalize()), size)
+    }
+
+    static func sha256(of data: Data) -> String { hex(SHA256.hash(data: data)) }
+
+    private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+        digest.map { String(format: "%02x", $0) }.joined()
+    }
+}
