@@ -37,6 +37,25 @@ struct GoldenModelTests {
         }
     }
 
+    /// A request with zero rows answers zero rows (scikit-learn models included), as the MLP always did.
+    @Test(arguments: caseNames.filter { $0.hasPrefix("sklearn_") })
+    func zeroRowsAnswerZeroRows(_ name: String) throws {
+        let golden = try GoldenCase(name: name)
+        var feeds: [String: Value] = [:]
+        for (input, value) in golden.inputs {
+            let tensor = try #require(value.tensor)
+            feeds[input] = .tensor(Tensor(zeros: tensor.dtype, shape: [0] + tensor.shape.dropFirst()))
+        }
+        let results = try Session(graph: golden.model.graph).run(feeds)
+        #expect(!results.isEmpty)
+        for (output, value) in results {
+            switch value {
+            case .tensor(let tensor): #expect(tensor.shape.first == 0, "\(name)/\(output) has shape \(tensor.shape)")
+            case .mapSequence(let maps): #expect(maps.keys.count == 0 || maps.values.shape.first == 0, "\(name)/\(output)")
+            }
+        }
+    }
+
     @Test func unoptimizedGraphGivesTheSameResults() throws {
         for name in ["resnet18_small", "mobilenet_v2_small", "mlp_matmul", "lenet"] {
             let golden = try GoldenCase(name: name)

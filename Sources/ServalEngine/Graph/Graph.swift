@@ -36,6 +36,24 @@ public struct Graph: Sendable {
 
     /// Number of scalar parameters held in initializers.
     public var parameterCount: Int { initializers.values.reduce(0) { $0 + $1.count } }
+
+    /// Bytes of the model's parameters: initializers, plus the arrays that ai.onnx.ml operators keep in attributes
+    /// (tree nodes, linear coefficients, class labels), which hold all of a scikit-learn model's weights.
+    public var weightBytes: Int {
+        let attributeBytes = nodes.reduce(0) { total, node in
+            node.attributes.values.reduce(total) { sum, attribute in
+                switch attribute {
+                case .floats(let values): return sum + values.count * MemoryLayout<Float>.size
+                case .ints(let values): return sum + values.count * MemoryLayout<Int64>.size
+                case .strings(let values): return sum + values.reduce(0) { $0 + $1.utf8.count }
+                case .tensor(let tensor): return sum + tensor.byteCount
+                case .tensors(let tensors): return sum + tensors.reduce(0) { $0 + $1.byteCount }
+                default: return sum
+                }
+            }
+        }
+        return initializers.values.reduce(attributeBytes) { $0 + $1.byteCount }
+    }
 }
 
 /// One operator application.

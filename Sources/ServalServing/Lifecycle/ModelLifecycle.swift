@@ -131,10 +131,15 @@ public actor ModelLifecycle {
         guard let number = Int(version), number > 0 else {
             throw ServingError.invalidArgument("field 'version' must be a version number as a string, e.g. \"2\"; got '\(version)'")
         }
-        try await requireReady(model, number)
-        let move = try await mapped { try await self.registry.moveLabel(model, label: label, to: number, actor: actor, reason: reason) }
-        try await manager.reconcile(only: [model])
-        return move
+        let loadedForMove = try await requireReady(model, number)
+        do {
+            let move = try await mapped { try await self.registry.moveLabel(model, label: label, to: number, actor: actor, reason: reason) }
+            if loadedForMove { try await manager.releaseTransient(model, version: number) } else { try await manager.reconcile(only: [model]) }
+            return move
+        } catch {
+            if loadedForMove { try? await manager.releaseTransient(model, version: number) }
+            throw error
+        }
     }
 
     public func removeLabel(model: String, label: String, actor: String, reason: String?) async throws -> Registry.LabelMove {
@@ -149,13 +154,23 @@ public actor ModelLifecycle {
     public func rollback(model: String, label: String, actor: String, reason: String?) async throws -> Registry.LabelMove {
         try await requireModel(model)
         let onDisk = Set(try manager.repository.scan().first { $0.name == model }?.versions.keys.map { $0 } ?? [])
+        // The label's rollback target is pinned and so normally loaded; if not (it was just unpinned), load it.
+        var preloaded: Int?
+        if let target = registry.table.pointers(model)?.previous[label], onDisk.contains(target), await manager.state(model, version: target) == nil {
+            _ = try await manager.loadTransient(model, version: target)
+            preloaded = target
+        }
         var readyVersions: Set<Int> = []
         for version in onDisk where await manager.state(model, version: version)?.name == .ready { readyVersions.insert(version) }
         let ready = readyVersions
-        let move = try await mapped {
-            try await self.registry.rollback(model, label: label, actor: actor, reason: reason) { ready.contains($0) }
+        let move: Registry.LabelMove
+        do {
+            move = try await mapped { try await self.registry.rollback(model, label: label, actor: actor, reason: reason) { ready.contains($0) } }
+        } catch {
+            if let preloaded { try? await manager.releaseTransient(model, version: preloaded) }
+            throw error
         }
-        try await manager.reconcile(only: [model])
+        if let preloaded { try await manager.releaseTransient(model, version: preloaded) } else { try await manager.reconcile(only: [model]) }
         return move
     }
 
@@ -224,17 +239,24 @@ public actor ModelLifecycle {
         throw ServingError.notFound("unknown model '\(model)'")
     }
 
-    private func requireReady(_ model: String, _ version: Int) async throws {
-        guard let state = await manager.state(model, version: version) else {
+    /// A version outside the version policy is loaded first (and warmed up); the label moves only once it is
+    /// READY. A version that is loading or failed to load is a conflict naming its state.
+    private func requireReady(_ model: String, _ version: Int) async throws -> Bool {
+        var state = await manager.state(model, version: version)
+        var loadedForMove = false
+        if state == nil {
             let onDisk = try manager.repository.scan().first { $0.name == model }?.versions[version] != nil
-            if onDisk { throw ServingError.conflict("model '\(model)' version \(version) is not loaded (outside its version_policy); only a READY version can be labelled") }
-            throw ServingError.notFound("model '\(model)' has no version '\(version)'")
+            guard onDisk else { throw ServingError.notFound("model '\(model)' has no version '\(version)'") }
+            state = try await manager.loadTransient(model, version: version)
+            loadedForMove = true
         }
-        guard case .ready = state else {
-            var detail = state.name.rawValue
-            if case .unavailable(let why) = state { detail += ": \(why)" }
+        guard let state, case .ready = state else {
+            if loadedForMove { try? await manager.releaseTransient(model, version: version) }
+            var detail = state?.name.rawValue ?? "not loaded"
+            if case .unavailable(let why)? = state { detail += ": \(why)" }
             throw ServingError.conflict("model '\(model)' version \(version) is \(detail); only a READY version can be labelled")
         }
+        return loadedForMove
     }
 
     /// Registry and store errors in serving terms: not found 404, conflict 409, store unreachable 503.
@@ -256,3 +278,4 @@ public actor ModelLifecycle {
         }
     }
 }
+

@@ -64,6 +64,8 @@ public actor ModelManager {
     private let executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
     /// Labels (and routes) whose targets stay loaded whatever the version policy says.
     private let pins: RoutingTable
+    /// Versions being brought up for a label move that has not committed yet.
+    private var transientPins: [String: Set<Int>] = [:]
 
     public init(
         repository: ModelRepository, mode: ControlMode, pins: RoutingTable = RoutingTable(), logger: Logger = Logger(label: "serval.models"),
@@ -104,7 +106,7 @@ public actor ModelManager {
         }
         let configChanged = record.configFingerprint != entry.configFingerprint
         // The policy decides what loads, and every pinned version (a label's target) loads too.
-        let pinned = pins.pinnedVersions(entry.name).filter { entry.versions[$0] != nil }
+        let pinned = pins.pinnedVersions(entry.name).union(transientPins[entry.name] ?? []).filter { entry.versions[$0] != nil }
         let aspired = Set((config.versionPolicy ?? .latest(1)).select(from: Array(entry.versions.keys))).union(pinned).sorted()
         record.problem = aspired.isEmpty ? "no version folder (positive integer with model.onnx) matches the version policy" : nil
         for version in aspired {
@@ -200,6 +202,20 @@ public actor ModelManager {
             if case .ready(let served)? = record.versions[number] { return served }
         }
         throw ServingError.unavailable("model '\(name)' has no ready version" + (record.problem.map { ": \($0)" } ?? reasons(record)))
+    }
+
+    /// Loads a version on disk that the policy leaves out, so a label can be moved to it once it is ready; the
+    /// caller calls `releaseTransient` after the move (the label then pins it) or after a failure.
+    public func loadTransient(_ name: String, version: Int) async throws -> VersionState? {
+        transientPins[name, default: []].insert(version)
+        try await reconcile(only: [name])
+        return records[name]?.versions[version]
+    }
+
+    public func releaseTransient(_ name: String, version: Int) async throws {
+        guard transientPins[name]?.remove(version) != nil else { return }
+        if transientPins[name]?.isEmpty == true { transientPins[name] = nil }
+        try await reconcile(only: [name])
     }
 
     /// The state of one version, nil when the manager does not hold it (not on disk, or outside the policy).

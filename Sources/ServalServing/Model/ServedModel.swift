@@ -56,7 +56,7 @@ public final class ServedModel: Sendable {
         effective.warmup = config.warmup ?? true
         self.inputs = declaredInputs
         self.outputs = declaredOutputs
-        self.weightBytes = model.graph.initializers.values.reduce(0) { $0 + $1.byteCount }
+        self.weightBytes = model.graph.weightBytes
         let batching = effective.dynamicBatching
         let settings = DynamicBatcher.Settings(
             maxBatchSize: effective.maxBatchSize!, preferredBatchSizes: batching?.preferredBatchSizes ?? [],

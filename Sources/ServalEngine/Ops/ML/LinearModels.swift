@@ -12,6 +12,7 @@ struct LinearModel: Sendable {
             throw KernelError("input has \(features) features; the model has \(coefficients.count / max(targets, 1))")
         }
         var scores = [Float](repeating: 0, count: rows * targets)
+        guard rows > 0 else { return (scores, 0) }
         values.withUnsafeBufferPointer { px in
             coefficients.withUnsafeBufferPointer { pw in
                 scores.withUnsafeMutableBufferPointer { ps in

@@ -91,6 +91,6 @@ func featureMatrix(_ x: Tensor) throws -> (values: [Float], rows: Int, features:
     switch x.rank {
     case 0: return (values, 1, 1)
     case 1: return (values, 1, x.shape[0])
-    default: return (values, x.shape[0], x.count / max(x.shape[0], 1))
+    default: return (values, x.shape[0], x.shape.dropFirst().reduce(1, *))
     }
 }

@@ -1,0 +1,129 @@
+import Foundation
+import ServalServing
+import ServalTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Protocol details a new user found wrong, each fixed and pinned here.
+struct ProtocolDetailTests {
+    @Test func clientErrorsAreCountedWithTheirOwnStatusNot500() async throws {
+        let repository = try TestServer.makeRepository()
+        try FileManager.default.moveItem(at: repository.appendingPathComponent("iris"), to: repository.appendingPathComponent("iris_status"))
+        try await TestServer.with(repository: repository) { (server: TestServer) async throws in
+            #expect(try await server.post("/v2/models/iris_status/infer", "{}").status == 400)
+            #expect(try await server.get("/v2/models/iris_status/versions/9").status == 404)
+            let text = try await server.get("/metrics").text
+            let route = #"http_route="/v2/models/{model}/infer",http_request_method="POST""#
+            #expect(text.contains(#"hb_requests{\#(route),http_response_status_code="400"}"#))
+            #expect(!text.split(separator: "\n").contains { $0.contains(route) && $0.contains(#"http_response_status_code="500""#) })
+        }
+    }
+
+    @Test func tfServingMetadataUsesTensorFlowDTypes() async throws {
+        try await TestServer.with { (server: TestServer) async throws in
+            let text = try await server.get("/v1/models/iris/metadata").text
+            #expect(text.contains(#""X":{"dtype":"DT_FLOAT""#))
+            #expect(text.contains(#""label":{"dtype":"DT_INT64""#))
+            #expect(!text.contains("FP32"))
+        }
+    }
+
+    @Test func aKnownPathWithTheWrongMethodIs405WithAllow() async throws {
+        try await TestServer.with { (server: TestServer) async throws in
+            let infer = try await server.get("/v2/models/iris/infer")
+            #expect(infer.status == 405)
+            #expect(infer.headers["Allow"] == "POST")
+            #expect((try infer.object()["error"] as? String)?.contains("POST") == true)
+            let labels = try await server.send("POST", "/v2/models/iris/labels/stable", body: nil)
+            #expect(labels.status == 405)
+            #expect(labels.headers["Allow"] == "PUT, DELETE")
+            #expect(try await server.get("/v2/nothing/here").status == 404)
+        }
+    }
+
+    @Test func linearAndTreeModelsReportTheirWeightBytes() async throws {
+        try await TestServer.with { (server: TestServer) async throws in
+            let config = try await server.get("/v2/models/iris/config").object()
+            #expect((config["weight_bytes"] as? Int ?? 0) > 0)
+            let stats = try await server.get("/v2/models/iris/stats").object()
+            let usage = ((stats["model_stats"] as? [[String: Any]])?.first?["memory_usage"] as? [[String: Any]])?.first
+            #expect((usage?["byte_size"] as? Int ?? 0) > 0)
+        }
+    }
+
+    @Test func zeroRowsAnswerZeroRows() async throws {
+        try await TestServer.with { (server: TestServer) async throws in
+            let reply = try await server.post("/v2/models/iris/infer", #"{"inputs":[{"name":"X","shape":[0,4],"datatype":"FP32","data":[]}]}"#)
+            #expect(reply.status == 200)
+            let outputs = try #require(try reply.object()["outputs"] as? [[String: Any]])
+            #expect(outputs.allSatisfy { ($0["shape"] as? [Int])?.first == 0 })
+        }
+    }
+
+    @Test func aRequestWhoseClientDisconnectsLeavesTheQueue() async throws {
+        let gate = BatchGate()
+        let repository = try TestServer.makeRepository()
+        try "max_batch_size: 1\n".write(to: repository.appendingPathComponent("mlp/config.yaml"), atomically: true, encoding: .utf8)
+        try await TestServer.with(repository: repository, executorWrapper: { GatedExecutor(inner: $0, gate: gate) }) { server, _ in
+            let mlp = try await server.manager.resolve("mlp", version: nil)
+            let row = "[" + Array(repeating: "0.5", count: 64).joined(separator: ",") + "]"
+            let body = #"{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":\#(row)}]}"#
+            let held = Task { try await server.post("/v2/models/mlp/infer", body) }
+            await gate.waitUntilStarted()
+            // A second request queues behind the held batch; then its client goes away.
+            let port = try #require(server.baseURL.port)
+            let socket = try RawClient(port: port)
+            try socket.send("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            #expect(await eventually { await mlp.pendingRequests == 2 })
+            socket.close()
+            #expect(await eventually { await mlp.pendingRequests == 1 }, "the disconnected request is still queued")
+            #expect(mlp.statistics.snapshot.failures["cancelled"] == 1)
+            await gate.release()
+            #expect(try await held.value.status == 200)
+            // Only the held request ever ran.
+            #expect(mlp.statistics.snapshot.executionCount == 1)
+        }
+    }
+}
+
+/// Polls `condition` until it holds; false if it still does not after a generous bound (a hung test fails
+/// instead of hanging CI). Not a timing assertion: the bound only stops the wait.
+func eventually(_ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(20)
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        await Task.yield()
+    }
+    return false
+}
+
+/// A plain TCP client, for a caller that disconnects mid-request.
+struct RawClient {
+    let descriptor: Int32
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw ServingError.unavailable("connect failed: \(errno)") }
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, 0) }
+            guard sent > 0 else { throw ServingError.unavailable("send failed: \(errno)") }
+            offset += sent
+        }
+    }
+
+    func close() { _ = Glibc.close(descriptor) }
+}
