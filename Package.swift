@@ -106,6 +106,7 @@ let package = Package(
             name: "serval",
             dependencies: [
                 "ServalServer",
+                .product(name: "Crypto", package: "swift-crypto"),
                 "ServalONNX",
                 "ServalEngine",
                 "ServalServing",

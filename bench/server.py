@@ -99,7 +99,8 @@ def start(kind, args, work):
     env = dict(os.environ)
     if kind == "serval":
         args.grpc_port = free_port()
-        command = [args.serval, "serve", "--model-repository", REPOSITORY, "--http-port", str(port), "--grpc-port", str(args.grpc_port)]
+        command = [args.serval, "serve", "--model-repository", REPOSITORY, "--data-dir", os.path.join(work, "serval-data"),
+                   "--http-port", str(port), "--grpc-port", str(args.grpc_port)]
     elif kind == "mlserver":
         folder = os.path.join(work, "mlserver")
         os.makedirs(folder, exist_ok=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system libraries Serval builds against (Debian). Safe to run repeatedly.
+# Installs the system libraries Serval builds against (Debian): OpenBLAS, SQLite (the embedded state store),
+# pkg-config and curl. Safe to run repeatedly.
 set -euo pipefail
-packages=(libopenblas-dev pkg-config curl)
+packages=(libopenblas-dev libsqlite3-dev pkg-config curl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

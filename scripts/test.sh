@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, the full-size encoder
-# golden check, interop with the peers' clients, then swift test.
+# golden check, interop with the peers' clients, the rollout script, then swift test.
 # Needs a Debian machine with the Swift toolchain; installs what is missing (apt, a Python venv in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,20 @@ fi
 
 swift build --build-tests
 serval=.build/debug/serval
+
+# A throwaway PostgreSQL cluster on a loopback port: the store tests run against it as well as SQLite, and the
+# rollout script runs two replicas on it.
+pg_dir=$(mktemp -d /tmp/serval-pg.XXXXXX)
+pg_url=$(scripts/postgres.sh start "$pg_dir")
+trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+pg_database() { # a fresh database on the cluster, by name
+  .venv/bin/python - "$pg_url" "$1" <<'PY'
+import sys, subprocess
+url, name = sys.argv[1], sys.argv[2]
+subprocess.run(["psql", "-q", url, "-c", f"CREATE DATABASE {name}"], check=True)
+print(url.rsplit("/", 1)[0] + "/" + name)
+PY
+}
 
 echo "== CLI error paths"
 scripts/cli-checks.sh "$serval"
@@ -35,5 +49,8 @@ echo "== Golden: statically quantized CNNs, serval and onnxruntime"
 echo "== Interop: tritonclient (HTTP and gRPC) and TF Serving REST payloads against serval serve"
 scripts/interop/run.sh "$serval"
 
-echo "== swift test"
-swift test --skip-build
+echo "== Rollouts end to end: register, labels, rollback, restart, two replicas on one PostgreSQL"
+.venv/bin/python scripts/e2e/rollouts.py "$serval" "$(pg_database e2e_rollouts)"
+
+echo "== swift test (store and registry suites on SQLite and PostgreSQL)"
+SERVAL_TEST_DATABASE_URL="$pg_url" swift test --skip-build

@@ -21,6 +21,20 @@ struct ProtocolDetailTests {
         }
     }
 
+    @Test func labelsInForceAreExportedAsInfoMetrics() async throws {
+        let repository = try TestServer.makeRepository()
+        try FileManager.default.moveItem(at: repository.appendingPathComponent("iris"), to: repository.appendingPathComponent("iris_labels"))
+        try RepositoryTests.addVersion(repository, model: "iris_labels", version: 2)
+        try "version_policy: all\n".write(to: repository.appendingPathComponent("iris_labels/config.yaml"), atomically: true, encoding: .utf8)
+        try await TestServer.with(repository: repository) { (server: TestServer) async throws in
+            #expect(try await server.put("/v2/models/iris_labels/labels/stable", json: ["version": "1"]).status == 200)
+            #expect(try await server.put("/v2/models/iris_labels/labels/stable", json: ["version": "2"]).status == 200)
+            let text = try await server.get("/metrics").text
+            #expect(MetricsTests.sample(text, #"serval_model_label_info{model="iris_labels",label="stable",version="2"}"#) == 1)
+            #expect(MetricsTests.sample(text, #"serval_model_label_info{model="iris_labels",label="stable",version="1"}"#) == 0)
+        }
+    }
+
     @Test func tfServingMetadataUsesTensorFlowDTypes() async throws {
         try await TestServer.with { (server: TestServer) async throws in
             let text = try await server.get("/v1/models/iris/metadata").text

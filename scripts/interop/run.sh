@@ -9,10 +9,11 @@ free_port() { .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("
 http_port=$(free_port)
 grpc_port=$(free_port)
 log=$(mktemp)
-"$serval" serve --model-repository examples/models --http-port "$http_port" --grpc-port "$grpc_port" \
+data=$(mktemp -d)
+"$serval" serve --model-repository examples/models --data-dir "$data" --http-port "$http_port" --grpc-port "$grpc_port" \
   --model-control-mode explicit --load-model iris --load-model mlp >"$log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
+trap 'kill $server 2>/dev/null; rm -rf "$log" "$data"' EXIT
 # Wait (bounded) until the server answers its readiness probe and the gRPC listener is up.
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$http_port/v2/health/ready" >/dev/null && grep -q "grpc=" "$log" && break

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ServalEngine
 import ServalONNX
 import ServalRegistry
@@ -13,6 +14,8 @@ public actor ModelLifecycle {
     public nonisolated let registry: Registry
     public nonisolated let router: Router
     private let logger: Logger
+    /// `model\0label\0version` of every label published as `serval_model_label_info`.
+    private var publishedLabels: Set<String> = []
 
     public init(manager: ModelManager, registry: Registry, logger: Logger = Logger(label: "serval.lifecycle")) {
         self.manager = manager
@@ -31,6 +34,21 @@ public actor ModelLifecycle {
             logger.error("store unreachable; serving with the last known labels", metadata: ["error": "\(error.message)"])
         }
         try await manager.reconcile(only: names)
+        publishLabels()
+    }
+
+    /// `serval_model_label_info{model,label,version} 1` for each label in force; 0 once it moved or went.
+    private func publishLabels() {
+        var current: Set<String> = []
+        for (model, pointers) in registry.table.all {
+            for (label, version) in pointers.labels { current.insert("\(model)\u{0}\(label)\u{0}\(version)") }
+        }
+        for key in current.union(publishedLabels) {
+            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+            Gauge(label: "serval_model_label_info", dimensions: [("model", parts[0]), ("label", parts[1]), ("version", parts[2])])
+                .record(current.contains(key) ? 1 : 0)
+        }
+        publishedLabels = current
     }
 
     private func synchronize(only names: Set<String>?) async throws {
@@ -62,6 +80,7 @@ public actor ModelLifecycle {
             models = loaded
         }
         if !models.isEmpty { try await manager.reconcile(only: models) }
+        publishLabels()
     }
 
     // MARK: - Registering versions
@@ -135,6 +154,7 @@ public actor ModelLifecycle {
         do {
             let move = try await mapped { try await self.registry.moveLabel(model, label: label, to: number, actor: actor, reason: reason) }
             if loadedForMove { try await manager.releaseTransient(model, version: number) } else { try await manager.reconcile(only: [model]) }
+            publishLabels()
             return move
         } catch {
             if loadedForMove { try? await manager.releaseTransient(model, version: number) }
@@ -146,6 +166,7 @@ public actor ModelLifecycle {
         try await requireModel(model)
         let move = try await mapped { try await self.registry.removeLabel(model, label: label, actor: actor, reason: reason) }
         try await manager.reconcile(only: [model])
+        publishLabels()
         return move
     }
 
@@ -171,6 +192,7 @@ public actor ModelLifecycle {
             throw error
         }
         if let preloaded { try await manager.releaseTransient(model, version: preloaded) } else { try await manager.reconcile(only: [model]) }
+        publishLabels()
         return move
     }
 

@@ -1,0 +1,195 @@
+import ArgumentParser
+import Crypto
+import Foundation
+
+/// `serval models ...`: the registry from the command line, as a client of a running server's REST API.
+struct ModelsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "models", abstract: "Register versions, move and roll back labels, and read the history of a running server.",
+        subcommands: [List.self, Versions.self, Register.self, Label.self, Rollback.self, History.self])
+
+    /// Flags every subcommand takes.
+    struct Connection: ParsableArguments {
+        @Option(help: "The server's HTTP address.")
+        var url = "http://127.0.0.1:8000"
+
+        @Option(help: "Who is making the change, recorded in the history (the Serval-Actor header). Default: $USER.")
+        var actor: String?
+
+        @Flag(help: "Print the server's JSON instead of a table.")
+        var json = false
+
+        func client() throws -> RegistryClient {
+            try RegistryClient(url: url, actor: actor ?? ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.userName)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every model with its versions' states and its labels.")
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            let client = try connection.client()
+            let index = try await client.send("POST", "v2/repository/index", json: [String: Any]()) as? [[String: Any]] ?? []
+            let names = Array(Set(index.compactMap { $0["name"] as? String })).sorted()
+            var rows: [[String]] = []
+            var all: [[String: Any]] = []
+            for name in names {
+                let labels = (try? await client.send("GET", "v2/models/\(name)/labels") as? [String: Any])?["labels"] as? [String: String] ?? [:]
+                let states = index.filter { $0["name"] as? String == name }.map { "\($0["version"] as? String ?? "-"):\($0["state"] as? String ?? "")" }
+                rows.append([name, states.joined(separator: " "), labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")])
+                all.append(["name": name, "versions": index.filter { $0["name"] as? String == name }, "labels": labels])
+            }
+            print(connection.json ? TextTable.json(all) : TextTable.render(["MODEL", "VERSIONS", "LABELS"], rows))
+        }
+    }
+
+    struct Versions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A model's versions with state, labels, hash and lineage.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "Model name.") var model: String
+
+        func run() async throws {
+            let body = try await connection.client().send("GET", "v2/models/\(model)/versions")
+            if connection.json { print(TextTable.json(body)); return }
+            let versions = (body as? [String: Any])?["versions"] as? [[String: Any]] ?? []
+            let rows = versions.map { version -> [String] in
+                let metrics = ((version["metadata"] as? [String: Any])?["metrics"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
+                return [version["version"] as? String ?? "", version["state"] as? String ?? "", (version["labels"] as? [String] ?? []).joined(separator: ","),
+                        String((version["sha256"] as? String ?? "").prefix(12)), version["created_at"] as? String ?? "", version["registered_by"] as? String ?? "",
+                        metrics.map { "\($0.key)=\($0.value)" }.joined(separator: " ")]
+            }
+            print(TextTable.render(["VERSION", "STATE", "LABELS", "SHA256", "CREATED", "BY", "METRICS"], rows))
+        }
+    }
+
+    struct Register: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upload an ONNX file as the model's next version, with its lineage.",
+            discussion: "Example: serval models register iris model.onnx --metric accuracy=0.97 --tag team=risk --dataset data/train.csv")
+        @OptionGroup var connection: Connection
+        @Argument(help: "Model name.") var model: String
+        @Argument(help: "The ONNX file.") var file: String
+        @Option(help: "A metric, NAME=NUMBER (repeatable).") var metric: [String] = []
+        @Option(help: "A tag, KEY=VALUE (repeatable).") var tag: [String] = []
+        @Option(help: "A training parameter, NAME=VALUE (repeatable; numbers stay numbers).") var param: [String] = []
+        @Option(help: "A data set, [NAME=]PATH (repeatable); its md5 is computed as DVC does. NAME defaults to the file's stem.") var dataset: [String] = []
+        @Option(help: "A description.") var description: String?
+        @Option(name: .customLong("git-commit"), help: "The commit the version was trained from.") var gitCommit: String?
+
+        func run() async throws {
+            guard let bytes = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+            var metadata: [String: Any] = [:]
+            if let description { metadata["description"] = description }
+            metadata["metrics"] = try Dictionary(uniqueKeysWithValues: metric.map { pair -> (String, Double) in
+                let (key, value) = try Self.split(pair, flag: "--metric")
+                guard let number = Double(value) else { throw ValidationError("--metric \(pair): the value must be a number") }
+                return (key, number)
+            })
+            metadata["tags"] = try Dictionary(uniqueKeysWithValues: tag.map { try Self.split($0, flag: "--tag") })
+            metadata["params"] = try Dictionary(uniqueKeysWithValues: param.map { pair -> (String, Any) in
+                let (key, value) = try Self.split(pair, flag: "--param")
+                return (key, Double(value).map { $0 as Any } ?? value)
+            })
+            metadata["datasets"] = try dataset.map { spec -> [String: String] in
+                let (name, path): (String, String)
+                if let equals = spec.firstIndex(of: "=") {
+                    (name, path) = (String(spec[..<equals]), String(spec[spec.index(after: equals)...]))
+                } else {
+                    (name, path) = (URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent, spec)
+                }
+                return ["name": name, "path": path, "md5": try DVCHash.md5(ofFile: path)]
+            }
+            if let gitCommit { metadata["source"] = ["git_commit": gitCommit] }
+            for key in ["metrics", "tags", "params"] where (metadata[key] as? [String: Any])?.isEmpty == true { metadata[key] = nil }
+            if (metadata["datasets"] as? [Any])?.isEmpty == true { metadata["datasets"] = nil }
+            let metadataJSON = try JSONSerialization.data(withJSONObject: metadata, options: [.sortedKeys])
+            let (body, contentType) = RegistryClient.multipart([
+                (name: "model", filename: URL(fileURLWithPath: file).lastPathComponent, bytes: bytes), (name: "metadata", filename: nil, bytes: metadataJSON),
+            ])
+            let answer = try await connection.client().send("POST", "v2/models/\(model)/versions", body: body, contentType: contentType)
+            if connection.json { print(TextTable.json(answer)); return }
+            let fields = answer as? [String: Any] ?? [:]
+            print("registered \(model) version \(fields["version"] as? String ?? "?") (\(fields["state"] as? String ?? "?"), sha256 \(fields["sha256"] as? String ?? "?"))")
+        }
+
+        static func split(_ pair: String, flag: String) throws -> (String, String) {
+            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else { throw ValidationError("\(flag) expects NAME=VALUE, got '\(pair)'") }
+            return (String(pair[..<equals]), String(pair[pair.index(after: equals)...]))
+        }
+    }
+
+    struct Label: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Point a label at a version (or remove it with --delete).")
+        @OptionGroup var connection: Connection
+        @Argument(help: "Model name.") var model: String
+        @Argument(help: "Label, e.g. stable or canary.") var label: String
+        @Argument(help: "Version number (omit with --delete).") var version: String?
+        @Option(help: "Why, for the history.") var reason: String?
+        @Flag(help: "Remove the label.") var delete = false
+
+        func validate() throws {
+            if delete == (version != nil) { throw ValidationError(delete ? "--delete takes no version" : "give a version, or --delete") }
+        }
+
+        func run() async throws {
+            var body: [String: Any] = [:]
+            if let reason { body["reason"] = reason }
+            if let version { body["version"] = version }
+            let answer = try await connection.client().send(delete ? "DELETE" : "PUT", "v2/models/\(model)/labels/\(label)", json: body)
+            if connection.json { print(TextTable.json(answer)); return }
+            let fields = answer as? [String: Any] ?? [:]
+            let from = fields["previous"] as? String ?? "none", to = fields["version"] as? String ?? "none"
+            print("\(model) \(label): \(from) -> \(to)")
+        }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Move a label back to the version it pointed at before its last move.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "Model name.") var model: String
+        @Option(help: "The label to roll back.") var label = "stable"
+        @Option(help: "Why, for the history.") var reason: String?
+
+        func run() async throws {
+            var body: [String: Any] = [:]
+            if let reason { body["reason"] = reason }
+            let answer = try await connection.client().send("POST", "v2/models/\(model)/labels/\(label)/rollback", json: body)
+            if connection.json { print(TextTable.json(answer)); return }
+            let fields = answer as? [String: Any] ?? [:]
+            print("\(model) \(label): \(fields["previous"] as? String ?? "none") -> \(fields["version"] as? String ?? "none")")
+        }
+    }
+
+    struct History: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Who changed what and why, newest first.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "Model name.") var model: String
+        @Option(help: "How many entries (1-1000).") var limit = 20
+
+        func run() async throws {
+            let body = try await connection.client().send("GET", "v2/models/\(model)/history?limit=\(limit)")
+            if connection.json { print(TextTable.json(body)); return }
+            let entries = (body as? [String: Any])?["entries"] as? [[String: Any]] ?? []
+            let rows = entries.map { entry -> [String] in
+                let details = (entry["details"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value is NSNull ? "-" : "\($0.value)")" }
+                return [entry["time"] as? String ?? "", entry["actor"] as? String ?? "", entry["action"] as? String ?? "", details.joined(separator: " "), entry["reason"] as? String ?? ""]
+            }
+            print(TextTable.render(["TIME", "ACTOR", "ACTION", "DETAILS", "REASON"], rows))
+        }
+    }
+}
+
+/// Content hashes as DVC 3 computes them: md5 of a file's raw bytes (no line-ending normalisation).
+enum DVCHash {
+    static func md5(ofFile path: String) throws -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ValidationError("--dataset \(path): no such file") }
+        guard !isDirectory.boolValue else { throw ValidationError("--dataset \(path) is a directory; version it with `dvc add` and pass its .dir md5 in the metadata") }
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        var hasher = Insecure.MD5()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
