@@ -77,9 +77,9 @@ public final class ServalServer: Sendable {
         }
         let state = ServerState()
         self.state = state
-        var background: [any Service] = [RegistryWatcher(lifecycle: lifecycle, interval: options.storeRefreshInterval, logger: logger)]
+        var background: [any Service] = [PeriodicService.storeWatcher(lifecycle, interval: options.storeRefreshInterval, logger: logger)]
         if options.controlMode == .poll {
-            background.append(RepositoryPoller(lifecycle: lifecycle, interval: options.repositoryPollInterval, logger: logger))
+            background.append(PeriodicService.repositoryPoller(lifecycle, interval: options.repositoryPollInterval, logger: logger))
         }
         let app = HTTPServer.makeApplication(
             lifecycle: lifecycle, configuration: options.http, state: state, services: background, metrics: metrics, logger: logger,

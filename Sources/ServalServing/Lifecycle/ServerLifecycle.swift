@@ -40,41 +40,19 @@ public struct DrainOnShutdown: Service {
     }
 }
 
-/// `--model-control-mode poll`: re-reads the repository every `interval` until shutdown, registering versions
-/// that appeared on disk.
-public struct RepositoryPoller: Service {
-    let lifecycle: ModelLifecycle
+/// Runs `work` every `interval` until graceful shutdown. A failure is logged once, and again when it recovers,
+/// so a store that is down for an hour writes two lines, not 3600.
+public struct PeriodicService: Service {
+    let name: String
     let interval: Duration
     let logger: Logger
+    let work: @Sendable () async throws -> Void
 
-    public init(lifecycle: ModelLifecycle, interval: Duration, logger: Logger) {
-        self.lifecycle = lifecycle
+    public init(name: String, interval: Duration, logger: Logger, work: @escaping @Sendable () async throws -> Void) {
+        self.name = name
         self.interval = interval
         self.logger = logger
-    }
-
-    public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { try await Task.sleep(for: interval) } catch { return }
-                do { try await lifecycle.reconcile() } catch { logger.error("repository poll failed: \(error)") }
-            }
-        }
-    }
-}
-
-/// Keeps this replica's routing table in step with the store: every `interval` it asks whether another writer
-/// committed a change (one cheap query) and, if so, reloads the pointers and the versions they pin. While the
-/// store is unreachable it logs once and serves with the last state it read.
-public struct RegistryWatcher: Service {
-    let lifecycle: ModelLifecycle
-    let interval: Duration
-    let logger: Logger
-
-    public init(lifecycle: ModelLifecycle, interval: Duration, logger: Logger) {
-        self.lifecycle = lifecycle
-        self.interval = interval
-        self.logger = logger
+        self.work = work
     }
 
     public func run() async throws {
@@ -83,15 +61,27 @@ public struct RegistryWatcher: Service {
             while !Task.isCancelled {
                 do { try await Task.sleep(for: interval) } catch { return }
                 do {
-                    try await lifecycle.refreshFromStore()
-                    if failing { logger.info("state store reachable again") }
+                    try await work()
+                    if failing { logger.info("\(name) works again") }
                     failing = false
                 } catch {
-                    if !failing { logger.error("state store unreachable; serving with the last known labels", metadata: ["error": "\(error)"]) }
+                    if !failing { logger.error("\(name) failed; retrying every \(interval)", metadata: ["error": "\(error)"]) }
                     failing = true
                 }
             }
         }
+    }
+
+    /// `--model-control-mode poll`: re-reads the repository, registering versions that appeared on disk.
+    public static func repositoryPoller(_ lifecycle: ModelLifecycle, interval: Duration, logger: Logger) -> PeriodicService {
+        PeriodicService(name: "repository poll", interval: interval, logger: logger) { try await lifecycle.reconcile() }
+    }
+
+    /// Keeps this replica's routing table in step with the store: asks whether another writer committed a change
+    /// (one cheap query) and, if so, reloads the pointers and the versions they pin. While the store is
+    /// unreachable, serving goes on with the last state read.
+    public static func storeWatcher(_ lifecycle: ModelLifecycle, interval: Duration, logger: Logger) -> PeriodicService {
+        PeriodicService(name: "state store refresh", interval: interval, logger: logger) { try await lifecycle.refreshFromStore() }
     }
 }
 
