@@ -122,7 +122,7 @@ let package = Package(
         .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalTensor"], path: "Tests/ServalTestSupport"),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry"]),
-        .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalEngine", "ServalTensor"]),
+        .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalRegistry", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",
             dependencies: [

@@ -146,8 +146,9 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
     }
 
     private func infer(_ message: Inference_ModelInferRequest) async throws -> Inference_ModelInferResponse {
-        let route = try await resolve(message.modelName, message.modelVersion)
         let request = try InferenceCodec.decodeRequest(message)
+        let model = try Self.modelName(message.modelName)
+        let route = try await router.route(model, try ModelSelector.parse(version: message.modelVersion, model: model), routingKey: request.routingKey)
         let response = try await router.infer(request, on: route)
         return InferenceCodec.encodeResponse(response, raw: InferenceCodec.wantsRawOutputs(message))
     }

@@ -53,6 +53,7 @@ public enum HTTPServer {
         RepositoryRoutes(shared).register(&builder)
         TFServingRoutes(shared).register(&builder)
         RegistryRoutes(shared).register(&builder)
+        TrafficRoutes(shared).register(&builder)
         return Application(
             router: router,
             server: .http1(configuration: .init(additionalChannelHandlers: [ClientDisconnectHandler()])),
@@ -97,5 +98,6 @@ struct RouteContext: Sendable {
 enum HTTPHeaders {
     static let modelVersion = HTTPField.Name("Serval-Model-Version")!
     static let actor = HTTPField.Name("Serval-Actor")!
+    static let routingKey = HTTPField.Name("Serval-Routing-Key")!
     static let inferenceHeaderLength = HTTPField.Name("Inference-Header-Content-Length")!
 }

@@ -35,10 +35,11 @@ struct KServeRoutes {
                 return Response.json(json.text, status: ready ? .ok : .serviceUnavailable)
             }
             routes.post(prefix + "/infer") { request, context in
-                let route = try await Self.route(shared, context)
+                let name = try context.parameters.require("model")
+                let selector = try ModelSelector.parse(version: context.parameters.get("version"), model: name)
                 let body = try await shared.collect(request)
                 return try await ConnectionWatch.cancellingOnDisconnect(context) {
-                    try await Self.infer(shared, route: route, request: request, body: body)
+                    try await Self.infer(shared, model: name, selector: selector, request: request, body: body)
                 }
             }
             routes.get(prefix + "/stats") { _, context in
@@ -58,8 +59,9 @@ struct KServeRoutes {
         return try await shared.router.route(name, try ModelSelector.parse(version: context.parameters.get("version"), model: name))
     }
 
-    /// Decodes (JSON, or a JSON header followed by binary tensors), runs through the router, encodes in kind.
-    static func infer(_ shared: RouteContext, route: Route, request: Request, body: ByteBuffer) async throws -> Response {
+    /// Decodes (JSON, or a JSON header followed by binary tensors), routes (sticky by `parameters.routing_key` or
+    /// the `Serval-Routing-Key` header), runs through the router, encodes in kind.
+    static func infer(_ shared: RouteContext, model: String, selector: ModelSelector, request: Request, body: ByteBuffer) async throws -> Response {
         // Binary tensor extension: the JSON header is the first Inference-Header-Content-Length bytes.
         let headerLength = try request.headers[HTTPHeaders.inferenceHeaderLength].map { value -> Int in
             guard let length = Int(value), length >= 0, length <= body.readableBytes else {
@@ -72,6 +74,7 @@ struct KServeRoutes {
             let header = UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])
             return try KServeCodec.decodeRequest(try JSONParser.parse(header), binary: UnsafeRawBufferPointer(rebasing: bytes[headerLength...]))
         }
+        let route = try await shared.router.route(model, selector, routingKey: inference.routingKey ?? request.headers[HTTPHeaders.routingKey])
         let response = try await shared.router.infer(inference, on: route)
         let (json, binary) = KServeCodec.encodeResponse(response, binary: binaryOutputs)
         guard !binary.isEmpty || binaryOutputs != .none else {

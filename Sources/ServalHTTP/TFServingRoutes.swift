@@ -22,7 +22,7 @@ struct TFServingRoutes {
                 let (name, selector, method) = try Self.selector(context, addressing, method: true)
                 guard let method else { throw ServingError(.unsupported, "POST needs a method, e.g. /v1/models/NAME:predict") }
                 guard method == "predict" else { throw ServingError(.unsupported, "':\(method)' is not supported; use ':predict'") }
-                let route = try await shared.router.route(name, selector)
+                let route = try await shared.router.route(name, selector, routingKey: request.headers[HTTPHeaders.routingKey])
                 let body = try await shared.collect(request)
                 return try await ConnectionWatch.cancellingOnDisconnect(context) {
                     let (inference, format) = try body.withUnsafeReadableBytes { try TFServingCodec.decodeRequest(try JSONParser.parse($0), model: route.primary) }

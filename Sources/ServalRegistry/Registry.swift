@@ -37,6 +37,9 @@ public actor Registry {
             """,
             "CREATE INDEX registry_history_model ON registry_history (model, id)",
         ]),
+        Migration(id: "registry-2-traffic", statements: [
+            "CREATE TABLE registry_traffic (model TEXT PRIMARY KEY, policy TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        ]),
     ]
 
     // MARK: - Reading
@@ -212,6 +215,67 @@ public actor Registry {
         return move
     }
 
+    /// Sets (or, with nil, removes) the model's traffic policy, with a history entry carrying the weights before
+    /// and after and any figures behind an automatic change.
+    public func setTraffic(
+        _ model: String, _ policy: TrafficPolicy?, actor: String, reason: String?, action: HistoryAction = .traffic,
+        details extra: [String: JSONDocument] = [:]
+    ) async throws {
+        let time = StoreClock.timestamp(now())
+        let text = try policy.map { String(decoding: try Self.encoder.encode($0), as: UTF8.self) }
+        try await store.transaction { connection in
+            try await Self.lockModel(connection, model, time: time)
+            try await Self.writeTraffic(connection, model, text, time: time, actor: actor, reason: reason, action: action, extra: extra)
+        }
+        try await reload(model)
+    }
+
+    /// Progressive promotion's last step, in one transaction: `label` moves to `version` (the previous target onto
+    /// its undo stack), the policy becomes `policy`, and one `promote` entry records both.
+    public func promote(
+        _ model: String, label: String, to version: Int, policy: TrafficPolicy, actor: String, details extra: [String: JSONDocument]
+    ) async throws {
+        let time = StoreClock.timestamp(now())
+        let text = String(decoding: try Self.encoder.encode(policy), as: UTF8.self)
+        try await store.transaction { connection in
+            try await Self.lockModel(connection, model, time: time)
+            let current = try await Self.currentTarget(connection, model, label)
+            if let current, current != version {
+                try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
+                                             [.text(model), .text(label), .integer(Int64(current))])
+            }
+            try await Self.setLabel(connection, model, label, version, time: time)
+            var details = extra
+            details["label"] = .string(label)
+            details["from"] = JSONDocument(current.map(String.init))
+            details["to"] = .string(String(version))
+            try await Self.writeTraffic(connection, model, text, time: time, actor: actor, reason: nil, action: .promote, extra: details)
+        }
+        try await reload(model)
+    }
+
+    static func writeTraffic(
+        _ connection: any StoreConnection, _ model: String, _ text: String?, time: String, actor: String, reason: String?,
+        action: HistoryAction, extra: [String: JSONDocument]
+    ) async throws {
+        let previous = try await connection.queryOne("SELECT policy FROM registry_traffic WHERE model = ?", [.text(model)])?["policy"].string
+        func weights(_ text: String?) -> JSONDocument {
+            guard let text, let policy = try? JSONDecoder().decode(TrafficPolicy.self, from: Data(text.utf8)) else { return nil }
+            return .object(policy.weights.mapValues { .number(Double($0)) })
+        }
+        if let text {
+            try await connection.execute(
+                "INSERT INTO registry_traffic (model, policy, updated_at) VALUES (?, ?, ?) ON CONFLICT (model) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+                [.text(model), .text(text), .text(time)])
+        } else {
+            try await connection.execute("DELETE FROM registry_traffic WHERE model = ?", [.text(model)])
+        }
+        var details = extra
+        details["from_weights"] = weights(previous)
+        details["to_weights"] = weights(text)
+        try await appendHistory(connection, model: model, time: time, actor: actor, action: action, details: details, reason: reason)
+    }
+
     /// Appends an entry that changes no pointer (load, unload, traffic figures).
     public func record(_ model: String, action: HistoryAction, actor: String, details: [String: JSONDocument], reason: String?) async throws {
         let time = StoreClock.timestamp(now())
@@ -296,6 +360,12 @@ public actor Registry {
         for row in try await connection.query("SELECT model, label, version FROM registry_labels" + filter, arguments) {
             guard let name = row["model"].string, let label = row["label"].string, let version = row["version"].int else { continue }
             result[name, default: .init()].labels[label] = version
+        }
+        for row in try await connection.query("SELECT model, policy, updated_at FROM registry_traffic" + filter, arguments) {
+            guard let name = row["model"].string, let text = row["policy"].string,
+                  let policy = try? JSONDecoder().decode(TrafficPolicy.self, from: Data(text.utf8)) else { continue }
+            result[name, default: .init()].traffic = policy
+            result[name, default: .init()].trafficSince = row["updated_at"].string
         }
         let tops = "SELECT model, label, version FROM registry_label_past WHERE id IN (SELECT MAX(id) FROM registry_label_past GROUP BY model, label)"
         for row in try await connection.query(tops + (model == nil ? "" : " AND model = ?"), arguments) {

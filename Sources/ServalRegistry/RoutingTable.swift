@@ -8,9 +8,20 @@ public final class RoutingTable: Sendable {
         public var labels: [String: Int] = [:]
         /// Each label's rollback target (the top of its undo stack), kept loaded so a rollback is instant.
         public var previous: [String: Int] = [:]
-        public init(labels: [String: Int] = [:], previous: [String: Int] = [:]) {
+        /// How unversioned requests are split, if a policy is set; and when it was last set (RFC 3339).
+        public var traffic: TrafficPolicy?
+        public var trafficSince: String?
+        public init(labels: [String: Int] = [:], previous: [String: Int] = [:], traffic: TrafficPolicy? = nil, trafficSince: String? = nil) {
             self.labels = labels
             self.previous = previous
+            self.traffic = traffic
+            self.trafficSince = trafficSince
+        }
+
+        /// The version a target resolves to now: a label's target, or the version itself.
+        public func version(of target: TrafficPolicy.Target) -> Int? {
+            if let label = target.label { return labels[label] }
+            return target.version.flatMap(Int.init)
         }
     }
 
@@ -24,12 +35,13 @@ public final class RoutingTable: Sendable {
 
     public func version(_ model: String, label: String) -> Int? { state.withLock { $0[model]?.labels[label] } }
 
-    /// Versions that must stay loaded whatever the version policy says: every label's target, and the version
-    /// each label would roll back to.
+    /// Versions that must stay loaded whatever the version policy says: every label's target, the version each
+    /// label would roll back to, and every route and shadow target of the traffic policy.
     public func pinnedVersions(_ model: String) -> Set<Int> {
         state.withLock { table in
             guard let pointers = table[model] else { return [] }
-            return Set(pointers.labels.values).union(pointers.previous.values)
+            let routed = ((pointers.traffic?.routes.map(\.target) ?? []) + (pointers.traffic?.shadow?.map(\.target) ?? [])).compactMap(pointers.version(of:))
+            return Set(pointers.labels.values).union(pointers.previous.values).union(routed)
         }
     }
 

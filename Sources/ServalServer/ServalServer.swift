@@ -21,6 +21,8 @@ public struct ServerOptions: Sendable {
     public var databaseURL: String?
     /// How often this replica checks the store for changes made elsewhere (labels moved on another replica).
     public var storeRefreshInterval: Duration = .seconds(1)
+    /// How often the traffic guard and progressive promotion run; nil: never (tests drive them directly).
+    public var trafficGuardInterval: Duration? = .seconds(1)
     public var http: HTTPConfiguration
     /// nil: no gRPC listener.
     public var grpc: GRPCConfiguration?
@@ -78,6 +80,9 @@ public final class ServalServer: Sendable {
         let state = ServerState()
         self.state = state
         var background: [any Service] = [PeriodicService.storeWatcher(lifecycle, interval: options.storeRefreshInterval, logger: logger)]
+        if let interval = options.trafficGuardInterval {
+            background.append(PeriodicService.trafficGuard(lifecycle, interval: interval, logger: logger))
+        }
         if options.controlMode == .poll {
             background.append(PeriodicService.repositoryPoller(lifecycle, interval: options.repositoryPollInterval, logger: logger))
         }

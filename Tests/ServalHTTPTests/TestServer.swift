@@ -58,6 +58,7 @@ struct TestServer {
         options.controlMode = mode
         options.databaseURL = databaseURL
         options.storeRefreshInterval = .milliseconds(100)
+        options.trafficGuardInterval = nil  // tests drive the guard with runTrafficGuard(now:)
         options.executorWrapper = executorWrapper
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = try await ServalServer(options: options, metrics: TestMetrics.registry, logger: logger, onHTTPListening: { port in

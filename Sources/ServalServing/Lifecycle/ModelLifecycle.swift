@@ -16,6 +16,8 @@ public actor ModelLifecycle {
     private let logger: Logger
     /// `model\0label\0version` of every label published as `serval_model_label_info`.
     private var publishedLabels: Set<String> = []
+    /// `model\0target` of every arm published as `serval_traffic_weight`.
+    private var publishedWeights: Set<String> = []
 
     public init(manager: ModelManager, registry: Registry, logger: Logger = Logger(label: "serval.lifecycle")) {
         self.manager = manager
@@ -49,6 +51,20 @@ public actor ModelLifecycle {
                 .record(current.contains(key) ? 1 : 0)
         }
         publishedLabels = current
+        publishTraffic()
+    }
+
+    /// `serval_traffic_weight{model,target}`: each arm's weight in force; 0 once the policy went.
+    func publishTraffic() {
+        var current: [String: Int] = [:]
+        for (model, pointers) in registry.table.all {
+            for route in pointers.traffic?.routes ?? [] { current["\(model)\u{0}\(route.target.name)"] = route.weight }
+        }
+        for key in Set(current.keys).union(publishedWeights) {
+            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+            Gauge(label: "serval_traffic_weight", dimensions: [("model", parts[0]), ("target", parts[1])]).record(current[key] ?? 0)
+        }
+        publishedWeights = Set(current.keys)
     }
 
     private func synchronize(only names: Set<String>?) async throws {
@@ -254,6 +270,10 @@ public actor ModelLifecycle {
     }
 
     // MARK: - Shared checks
+
+    func requireKnownModel(_ model: String) async throws { try await requireModel(model) }
+
+    func mappedError<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T { try await mapped(body) }
 
     private func requireModel(_ model: String) async throws {
         if await manager.knows(model) { return }

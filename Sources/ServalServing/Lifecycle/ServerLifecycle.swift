@@ -77,6 +77,11 @@ public struct PeriodicService: Service {
         PeriodicService(name: "repository poll", interval: interval, logger: logger) { try await lifecycle.reconcile() }
     }
 
+    /// The traffic guard and progressive promotion, evaluated every `interval` (at least every second in `serve`).
+    public static func trafficGuard(_ lifecycle: ModelLifecycle, interval: Duration, logger: Logger) -> PeriodicService {
+        PeriodicService(name: "traffic guard", interval: interval, logger: logger) { try await lifecycle.runTrafficGuard() }
+    }
+
     /// Keeps this replica's routing table in step with the store: asks whether another writer committed a change
     /// (one cheap query) and, if so, reloads the pointers and the versions they pin. While the store is
     /// unreachable, serving goes on with the last state read.

@@ -137,7 +137,7 @@ public final class ServedModel: Sendable {
         } catch let error as ServingError {
             throw error
         } catch let error as EngineError {
-            throw ServingError.invalidArgument("model '\(name)': \(error)")
+            throw ServingError(.invalidArgument, "model '\(name)': \(error)", serverFault: true)
         } catch {
             throw ServingError(.internalError, "model '\(name)': \(error)")
         }

@@ -25,10 +25,14 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
 
     public let kind: Kind
     public let message: String
+    /// True when the server, not the caller, is at fault: what a traffic guard counts as an error. Internal,
+    /// unavailable, overloaded and timed-out requests are; so are engine failures on inputs that passed validation.
+    public let isServerFault: Bool
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, serverFault: Bool? = nil) {
         self.kind = kind
         self.message = message
+        self.isServerFault = serverFault ?? [.internalError, .unavailable, .resourceExhausted, .deadlineExceeded].contains(kind)
     }
 
     public var description: String { message }

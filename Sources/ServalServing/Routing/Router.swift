@@ -1,16 +1,19 @@
+import Foundation
 import ServalRegistry
 
 /// What a request is sent to: the primary version that answers, and the shadows that get a copy afterwards.
-/// Codecs decode against `primary`'s signature.
+/// Codecs decode against `primary`'s signature. `arm` names the traffic-policy route it was picked from.
 public struct Route: Sendable {
     public let model: String
     public let primary: ServedModel
     public let shadows: [ServedModel]
+    public let arm: String?
 
-    public init(model: String, primary: ServedModel, shadows: [ServedModel] = []) {
+    public init(model: String, primary: ServedModel, shadows: [ServedModel] = [], arm: String? = nil) {
         self.model = model
         self.primary = primary
         self.shadows = shadows
+        self.arm = arm
     }
 }
 
@@ -22,18 +25,33 @@ public struct Route: Sendable {
 public final class Router: Sendable {
     public let manager: ModelManager
     public let table: RoutingTable
+    /// Per-arm outcomes of policy-routed requests, for the guard and `GET .../traffic`.
+    public let statistics: TrafficStatistics
+    /// Monotonic seconds; tests inject their own.
+    public let clock: @Sendable () -> Double
+    private let random: @Sendable () -> Int
 
     /// The label unversioned requests follow when the model has one and no traffic policy.
-    public static let defaultLabel = "stable"
+    public static let defaultLabel = TrafficPolicy.stableLabel
 
-    public init(manager: ModelManager, table: RoutingTable) {
+    public init(
+        manager: ModelManager, table: RoutingTable, statistics: TrafficStatistics = TrafficStatistics(),
+        clock: @escaping @Sendable () -> Double = Router.monotonicSeconds, random: @escaping @Sendable () -> Int = { Int.random(in: 0..<100) }
+    ) {
         self.manager = manager
         self.table = table
+        self.statistics = statistics
+        self.clock = clock
+        self.random = random
     }
 
+    /// Seconds since boot on a monotonic clock.
+    @Sendable public static func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
     /// Resolves `selector` for `model`: an unknown model, version or label is NOT_FOUND; a known version that is
-    /// not ready is UNAVAILABLE, with its state.
-    public func route(_ model: String, _ selector: ModelSelector) async throws -> Route {
+    /// not ready is UNAVAILABLE, with its state. An unversioned request follows the traffic policy when there is
+    /// one (sticky by `routingKey` when given), else the `stable` label, else the latest ready version.
+    public func route(_ model: String, _ selector: ModelSelector, routingKey: String? = nil) async throws -> Route {
         switch selector {
         case .version(let number):
             return Route(model: model, primary: try await manager.resolve(model, version: number))
@@ -44,6 +62,14 @@ public final class Router: Sendable {
             }
             return Route(model: model, primary: try await manager.resolve(model, version: version))
         case .latest:
+            if let pointers = table.pointers(model), let policy = pointers.traffic {
+                let bucket = routingKey.map(Self.bucket(for:)) ?? random()
+                let chosen = policy.route(forBucket: bucket)
+                guard let version = pointers.version(of: chosen.target) else {
+                    throw ServingError.unavailable("model '\(model)': traffic route '\(chosen.target.name)' points at no version")
+                }
+                return Route(model: model, primary: try await manager.resolve(model, version: version), arm: chosen.target.name)
+            }
             if let stable = table.version(model, label: Self.defaultLabel) {
                 return Route(model: model, primary: try await manager.resolve(model, version: stable))
             }
@@ -51,14 +77,25 @@ public final class Router: Sendable {
         }
     }
 
-    /// Runs `request` on the route's primary version.
+    /// Runs `request` on the route's primary version; a policy-routed request's outcome is recorded for its arm.
     public func infer(_ request: InferenceRequest, on route: Route) async throws -> InferenceResponse {
-        try await route.primary.infer(request)
+        guard let arm = route.arm else { return try await route.primary.infer(request) }
+        let started = clock()
+        do {
+            let response = try await route.primary.infer(request)
+            statistics.record(model: route.model, arm: arm, time: started, milliseconds: (clock() - started) * 1000, failed: false)
+            return response
+        } catch let error as ServingError {
+            if error.isServerFault {
+                statistics.record(model: route.model, arm: arm, time: started, milliseconds: (clock() - started) * 1000, failed: true)
+            }
+            throw error
+        }
     }
 
     /// Resolves and runs in one call, for callers whose codec does not need the signature first.
     public func infer(_ request: InferenceRequest, model: String, _ selector: ModelSelector) async throws -> InferenceResponse {
-        try await infer(request, on: try await route(model, selector))
+        try await infer(request, on: try await route(model, selector, routingKey: request.routingKey))
     }
 
     /// The version `selector` resolves to without requiring it to be ready (for status and readiness calls).
@@ -69,6 +106,28 @@ public final class Router: Sendable {
             guard let version = table.version(model, label: label) else { throw ServingError.notFound("model '\(model)' has no label '\(label)'") }
             return version
         case .latest: return table.version(model, label: Self.defaultLabel)
+        }
+    }
+
+    /// A sticky key's bucket in 0..<100 (FNV-1a over its UTF-8): the same key always lands on the same arm for
+    /// the same weights.
+    static func bucket(for key: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return Int(hash % 100)
+    }
+}
+
+extension InferenceRequest {
+    /// `parameters.routing_key` (v2): the key that keeps a caller on one arm of a traffic split.
+    public var routingKey: String? {
+        switch parameters["routing_key"] {
+        case .string(let key)?: return key
+        case .int(let key)?: return String(key)
+        default: return nil
         }
     }
 }
