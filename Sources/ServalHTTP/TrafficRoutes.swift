@@ -21,19 +21,37 @@ struct TrafficRoutes {
         enum CodingKeys: String, CodingKey { case target, version, weight, requests, errors, p50Ms = "p50_ms", p99Ms = "p99_ms" }
     }
 
+    struct ShadowFigures: Encodable {
+        var target: String
+        var version: String?
+        var percent: Double
+        var requests: Int
+        var dropped: Int
+        var failed: Int
+        var rows: Int
+        var disagreeingRows: Int
+        var disagreementRate: Double
+
+        enum CodingKeys: String, CodingKey {
+            case target, version, percent, requests, dropped, failed, rows, disagreeingRows = "disagreeing_rows", disagreementRate = "disagreement_rate"
+        }
+    }
+
     struct TrafficResponse: Encodable {
         var name: String
         var policy: TrafficPolicy
         var arms: [Arm]
+        var shadows: [ShadowFigures]
 
         func encode(to encoder: Encoder) throws {
             try policy.encode(to: encoder)
             var container = encoder.container(keyedBy: Keys.self)
             try container.encode(name, forKey: .name)
             try container.encode(arms, forKey: .arms)
+            try container.encode(shadows, forKey: .shadowFigures)
         }
 
-        enum Keys: String, CodingKey { case name, arms }
+        enum Keys: String, CodingKey { case name, arms, shadowFigures = "shadow_figures" }
     }
 
     func register(_ routes: inout RouteBuilder) {
@@ -44,19 +62,27 @@ struct TrafficRoutes {
             guard let (policy, arms) = try await lifecycle.traffic(model: model) else {
                 throw ServingError.notFound("model '\(model)' has no traffic policy")
             }
-            return try ControlPlane.response(TrafficResponse(name: model, policy: policy, arms: arms.map(Self.arm)))
+            return try ControlPlane.response(TrafficResponse(name: model, policy: policy, arms: arms.map(Self.arm), shadows: await Self.shadows(lifecycle, model)))
         }
         routes.put("/v2/models/:model/traffic") { request, context in
             let model = try context.parameters.require("model")
             let policy = try ControlPlane.decode(TrafficPolicy.self, from: try await shared.collect(request))
             try await lifecycle.setTraffic(model: model, policy: policy, actor: RouteContext.actor(request), reason: request.uri.queryParameters.get("reason"))
             guard let (current, arms) = try await lifecycle.traffic(model: model) else { throw ServingError(.internalError, "policy vanished") }
-            return try ControlPlane.response(TrafficResponse(name: model, policy: current, arms: arms.map(Self.arm)))
+            return try ControlPlane.response(TrafficResponse(name: model, policy: current, arms: arms.map(Self.arm), shadows: await Self.shadows(lifecycle, model)))
         }
         routes.delete("/v2/models/:model/traffic") { request, context in
             let model = try context.parameters.require("model")
             try await lifecycle.removeTraffic(model: model, actor: RouteContext.actor(request), reason: request.uri.queryParameters.get("reason"))
             return Response.json("{}")
+        }
+    }
+
+    static func shadows(_ lifecycle: ModelLifecycle, _ model: String) async -> [ShadowFigures] {
+        await lifecycle.shadows(model: model).map { report in
+            ShadowFigures(target: report.target.name, version: report.version.map(String.init), percent: report.percent, requests: report.figures.requests,
+                          dropped: report.figures.dropped, failed: report.figures.failed, rows: report.figures.rows,
+                          disagreeingRows: report.figures.disagreeingRows, disagreementRate: report.figures.disagreementRate)
         }
     }
 

@@ -136,3 +136,47 @@ struct TrafficRouteTests {
         }
     }
 }
+
+/// Shadows: copies of unversioned requests go to the shadow after the primary answered; rows are compared.
+struct ShadowRouteTests {
+    @Test func aShadowsDisagreementIsCountedAndPrimaryAnswersAreUnchanged() async throws {
+        let repository = try TestServer.makeRepository()
+        // Version 2 is another iris classifier (gradient boosting): same signature; off the training data's
+        // clusters the two disagree on some rows.
+        let fixture = TestServer.examples.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Tests/Fixtures/sklearn_gradient_boosting_multiclass/model.onnx")
+        try RepositoryTests.addVersion(repository, model: "iris", version: 2, bytes: try Data(contentsOf: fixture))
+        try await TestServer.with(repository: repository) { (server: TestServer) async throws in
+            #expect(try await server.put("/v2/models/iris/labels/stable", json: ["version": "1"]).status == 200)
+            let policy: [String: Any] = ["routes": [["label": "stable", "weight": 100]], "shadow": [["version": "2", "percent": 100]]]
+            #expect(try await server.put("/v2/models/iris/traffic", json: policy).status == 200)
+            var expectedDisagreements = 0
+            let rows: [[Double]] = [
+                [6.55, 2.67, 1.25, 0.14], [7.25, 4.28, 4.64, 1.85], [6.17, 4.34, 5.9, 0.11], [7.43, 2.08, 5.38, 0.52], [7.45, 3.35, 2.8, 1.11],
+                [4.11, 2.31, 5.02, 1.65], [6.46, 2.96, 6.98, 2.45], [6.74, 3.63, 5.13, 1.03], [4.54, 3.8, 4.15, 0.84], [5.94, 4.22, 6.6, 0.96],
+                [6.29, 2.8, 4.57, 0.91], [5.57, 4.23, 2.36, 1.6],
+            ]
+            for row in rows {
+                let body = #"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":\#(row)}]}"#
+                let unversioned = try await server.post("/v2/models/iris/infer", body).object()
+                let primary = try await server.post("/v2/models/iris/versions/1/infer", body).object()
+                let shadow = try await server.post("/v2/models/iris/versions/2/infer", body).object()
+                func label(_ answer: [String: Any]) -> Int? {
+                    ((answer["outputs"] as? [[String: Any]])?.first { $0["name"] as? String == "label" }?["data"] as? [Int])?.first
+                }
+                #expect(unversioned["model_version"] as? String == "1")
+                #expect(label(unversioned) == label(primary))
+                if label(primary) != label(shadow) { expectedDisagreements += 1 }
+            }
+            let runner = server.server.router.shadows
+            #expect(await eventually { runner.figures(model: "iris", target: "v2").requests == rows.count })
+            let figures = runner.figures(model: "iris", target: "v2")
+            #expect(figures.rows == rows.count)
+            #expect(figures.disagreeingRows == expectedDisagreements)
+            #expect(expectedDisagreements > 0, "pick rows on which the two classifiers differ")
+            let shown = try #require((try await server.get("/v2/models/iris/traffic").object()["shadow_figures"] as? [[String: Any]])?.first)
+            #expect(shown["disagreeing_rows"] as? Int == expectedDisagreements)
+            let metrics = try await server.get("/metrics").text
+            #expect(MetricsTests.sample(metrics, #"serval_shadow_requests_total{model="iris",version="2"}"#) >= Double(rows.count))
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import ServalRegistry
+import ServalTensor
 @testable import ServalServing
 import Testing
 
@@ -124,5 +125,25 @@ struct TrafficTests {
         #expect(all == ArmFigures(requests: 100, errors: 10, p50Milliseconds: 50, p99Milliseconds: 99))
         let recent = statistics.figures(model: "m", arm: "a", since: 91)
         #expect(recent.requests == 10 && recent.errors == 1 && recent.p50Milliseconds == 95)
+    }
+}
+
+/// How shadow rows are judged to agree.
+struct ShadowComparisonTests {
+    static func response(_ outputs: [(String, Tensor)]) -> InferenceResponse {
+        InferenceResponse(modelName: "m", modelVersion: "1", id: nil, outputs: outputs.map { ($0.0, .tensor($0.1)) })
+    }
+
+    @Test func classifierRowsDisagreeOnLabelOrArgmax() {
+        let primary = Self.response([("label", Tensor(shape: [3], scalars: [Int64(0), 1, 2])), ("probabilities", Tensor(shape: [3, 2], scalars: [Float(0.9), 0.1, 0.2, 0.8, 0.6, 0.4]))])
+        let shadow = Self.response([("label", Tensor(shape: [3], scalars: [Int64(0), 1, 1])), ("probabilities", Tensor(shape: [3, 2], scalars: [Float(0.7), 0.3, 0.4, 0.6, 0.6, 0.4]))])
+        // Row 0 and 1: same label and argmax despite different scores; row 2: label differs.
+        #expect(ShadowComparison.compare(primary: primary, shadow: shadow) == .init(rows: 3, disagreeing: 1))
+    }
+
+    @Test func regressionRowsDisagreeOverTheRelativeTolerance() {
+        let primary = Self.response([("y", Tensor(shape: [3, 1], scalars: [Float(100), 1, -5]))])
+        let shadow = Self.response([("y", Tensor(shape: [3, 1], scalars: [Float(100.05), 1.01, -5]))])
+        #expect(ShadowComparison.compare(primary: primary, shadow: shadow) == .init(rows: 3, disagreeing: 1))
     }
 }

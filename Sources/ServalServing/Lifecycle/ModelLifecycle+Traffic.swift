@@ -38,6 +38,22 @@ extension ModelLifecycle {
         publishTraffic()
     }
 
+    /// One shadow target as `GET .../traffic` reports it (cumulative since this process started).
+    public struct ShadowReport: Sendable {
+        public let target: TrafficPolicy.Target
+        public let version: Int?
+        public let percent: Double
+        public let figures: ShadowRunner.Figures
+    }
+
+    public func shadows(model: String) -> [ShadowReport] {
+        guard let pointers = registry.table.pointers(model), let policy = pointers.traffic else { return [] }
+        return (policy.shadow ?? []).map {
+            ShadowReport(target: $0.target, version: pointers.version(of: $0.target), percent: $0.percent,
+                         figures: router.shadows.figures(model: model, target: $0.target.name))
+        }
+    }
+
     /// The policy in force with each arm's live figures over the guard window (60 s without a guard).
     public func traffic(model: String) async throws -> (policy: TrafficPolicy, arms: [ArmReport])? {
         try await requireKnownModel(model)

@@ -6,10 +6,11 @@ import ServalRegistry
 public struct Route: Sendable {
     public let model: String
     public let primary: ServedModel
-    public let shadows: [ServedModel]
+    /// Shadow versions with the target name they are reported under.
+    public let shadows: [(target: String, model: ServedModel)]
     public let arm: String?
 
-    public init(model: String, primary: ServedModel, shadows: [ServedModel] = [], arm: String? = nil) {
+    public init(model: String, primary: ServedModel, shadows: [(target: String, model: ServedModel)] = [], arm: String? = nil) {
         self.model = model
         self.primary = primary
         self.shadows = shadows
@@ -27,6 +28,8 @@ public final class Router: Sendable {
     public let table: RoutingTable
     /// Per-arm outcomes of policy-routed requests, for the guard and `GET .../traffic`.
     public let statistics: TrafficStatistics
+    /// Shadow copies, run after the primary answered.
+    public let shadows: ShadowRunner
     /// Monotonic seconds; tests inject their own.
     public let clock: @Sendable () -> Double
     private let random: @Sendable () -> Int
@@ -35,12 +38,13 @@ public final class Router: Sendable {
     public static let defaultLabel = TrafficPolicy.stableLabel
 
     public init(
-        manager: ModelManager, table: RoutingTable, statistics: TrafficStatistics = TrafficStatistics(),
+        manager: ModelManager, table: RoutingTable, statistics: TrafficStatistics = TrafficStatistics(), shadows: ShadowRunner = ShadowRunner(),
         clock: @escaping @Sendable () -> Double = Router.monotonicSeconds, random: @escaping @Sendable () -> Int = { Int.random(in: 0..<100) }
     ) {
         self.manager = manager
         self.table = table
         self.statistics = statistics
+        self.shadows = shadows
         self.clock = clock
         self.random = random
     }
@@ -68,7 +72,13 @@ public final class Router: Sendable {
                 guard let version = pointers.version(of: chosen.target) else {
                     throw ServingError.unavailable("model '\(model)': traffic route '\(chosen.target.name)' points at no version")
                 }
-                return Route(model: model, primary: try await manager.resolve(model, version: version), arm: chosen.target.name)
+                var copies: [(target: String, model: ServedModel)] = []
+                for shadow in policy.shadow ?? [] where Double(random()) < shadow.percent {
+                    // A shadow that is not ready is skipped: it never delays or fails the primary.
+                    guard let number = pointers.version(of: shadow.target), let served = try? await manager.resolve(model, version: number) else { continue }
+                    copies.append((shadow.target.name, served))
+                }
+                return Route(model: model, primary: try await manager.resolve(model, version: version), shadows: copies, arm: chosen.target.name)
             }
             if let stable = table.version(model, label: Self.defaultLabel) {
                 return Route(model: model, primary: try await manager.resolve(model, version: stable))
@@ -84,6 +94,9 @@ public final class Router: Sendable {
         do {
             let response = try await route.primary.infer(request)
             statistics.record(model: route.model, arm: arm, time: started, milliseconds: (clock() - started) * 1000, failed: false)
+            for shadow in route.shadows {
+                shadows.submit(.init(model: route.model, target: shadow.target, shadow: shadow.model, request: request, primary: response))
+            }
             return response
         } catch let error as ServingError {
             if error.isServerFault {
