@@ -52,5 +52,8 @@ scripts/interop/run.sh "$serval"
 echo "== Rollouts end to end: register, labels, rollback, restart, two replicas on one PostgreSQL"
 .venv/bin/python scripts/e2e/rollouts.py "$serval" "$(pg_database e2e_rollouts)"
 
+echo "== Traffic end to end: 80/20 split, sticky keys, shadow, guard rollback of a slow canary, progressive promotion"
+.venv/bin/python scripts/e2e/traffic.py "$serval"
+
 echo "== swift test (store and registry suites on SQLite and PostgreSQL)"
 SERVAL_TEST_DATABASE_URL="$pg_url" swift test --skip-build
