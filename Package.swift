@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "ServalHTTP",
             dependencies: [
-                "ServalServing", "ServalRegistry",
+                "ServalServing", "ServalRegistry", "ServalStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "MultipartKit", package: "multipart-kit"),
@@ -126,7 +126,8 @@ let package = Package(
         .testTarget(
             name: "ServalHTTPTests",
             dependencies: [
-                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalTestSupport", .product(name: "Metrics", package: "swift-metrics"),
+                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

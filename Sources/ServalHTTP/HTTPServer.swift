@@ -54,6 +54,7 @@ public enum HTTPServer {
         TFServingRoutes(shared).register(&builder)
         RegistryRoutes(shared).register(&builder)
         TrafficRoutes(shared).register(&builder)
+        WebhookRoutes(shared).register(&builder)
         return Application(
             router: router,
             server: .http1(configuration: .init(additionalChannelHandlers: [ClientDisconnectHandler()])),

@@ -40,6 +40,7 @@ public actor Registry {
         Migration(id: "registry-2-traffic", statements: [
             "CREATE TABLE registry_traffic (model TEXT PRIMARY KEY, policy TEXT NOT NULL, updated_at TEXT NOT NULL)",
         ]),
+        WebhookOutbox.migration,
     ]
 
     // MARK: - Reading
@@ -219,13 +220,13 @@ public actor Registry {
     /// and after and any figures behind an automatic change.
     public func setTraffic(
         _ model: String, _ policy: TrafficPolicy?, actor: String, reason: String?, action: HistoryAction = .traffic,
-        details extra: [String: JSONDocument] = [:]
+        details extra: [String: JSONDocument] = [:], notify receivers: [WebhookOutbox.Webhook] = []
     ) async throws {
         let time = StoreClock.timestamp(now())
         let text = try policy.map { String(decoding: try Self.encoder.encode($0), as: UTF8.self) }
         try await store.transaction { connection in
             try await Self.lockModel(connection, model, time: time)
-            try await Self.writeTraffic(connection, model, text, time: time, actor: actor, reason: reason, action: action, extra: extra)
+            try await Self.writeTraffic(connection, model, text, time: time, actor: actor, reason: reason, action: action, extra: extra, receivers: receivers)
         }
         try await reload(model)
     }
@@ -256,7 +257,7 @@ public actor Registry {
 
     static func writeTraffic(
         _ connection: any StoreConnection, _ model: String, _ text: String?, time: String, actor: String, reason: String?,
-        action: HistoryAction, extra: [String: JSONDocument]
+        action: HistoryAction, extra: [String: JSONDocument], receivers: [WebhookOutbox.Webhook] = []
     ) async throws {
         let previous = try await connection.queryOne("SELECT policy FROM registry_traffic WHERE model = ?", [.text(model)])?["policy"].string
         func weights(_ text: String?) -> JSONDocument {
@@ -273,7 +274,7 @@ public actor Registry {
         var details = extra
         details["from_weights"] = weights(previous)
         details["to_weights"] = weights(text)
-        try await appendHistory(connection, model: model, time: time, actor: actor, action: action, details: details, reason: reason)
+        try await appendHistory(connection, model: model, time: time, actor: actor, action: action, details: details, reason: reason, extraReceivers: receivers)
     }
 
     /// Appends an entry that changes no pointer (load, unload, traffic figures).
@@ -336,13 +337,18 @@ public actor Registry {
             [.text(model), .text(label), .integer(Int64(version)), .text(time)])
     }
 
+    /// Appends a history entry and, for the actions webhooks announce, queues its event in the outbox, in the
+    /// caller's transaction. `extraReceivers` get the event too (a guard's own webhook).
     static func appendHistory(
         _ connection: any StoreConnection, model: String, time: String, actor: String, action: HistoryAction,
-        details: [String: JSONDocument], reason: String?
+        details: [String: JSONDocument], reason: String?, extraReceivers: [WebhookOutbox.Webhook] = []
     ) async throws {
         try await connection.execute(
             "INSERT INTO registry_history (model, time, actor, action, details, reason) VALUES (?, ?, ?, ?, ?, ?)",
             [.text(model), .text(time), .text(actor), .text(action.rawValue), .text(JSONDocument.object(details).text), SQLValue(reason)])
+        try await WebhookOutbox.enqueue(
+            connection, model: model, time: time, actor: actor, action: action, details: details, reason: reason, extra: extraReceivers,
+            now: Date().timeIntervalSince1970)
     }
 
     /// Reloads one model's labels after a local commit, so this replica routes by it at once.

@@ -121,6 +121,9 @@ public struct TrafficPolicy: Codable, Sendable, Equatable {
             if let rate = rule.maxErrorRate, !(0...1).contains(rate) { throw invalid("guard.max_error_rate must be from 0 to 1, got \(rate)") }
             if let ratio = rule.maxP99LatencyRatio, ratio <= 0 { throw invalid("guard.max_p99_latency_ratio must be positive, got \(ratio)") }
             guard rule.maxErrorRate != nil || rule.maxP99LatencyRatio != nil else { throw invalid("guard needs max_error_rate or max_p99_latency_ratio") }
+            if let hook = rule.webhook, URL(string: hook).map({ ["http", "https"].contains($0.scheme ?? "") && $0.host != nil }) != true {
+                throw invalid("guard.webhook must be an http(s) URL, got '\(hook)'")
+            }
         }
         if let progressive {
             guard progressive.intervalSecs >= 1 else { throw invalid("progressive.interval_secs must be at least 1") }

@@ -23,6 +23,11 @@ public struct ServerOptions: Sendable {
     public var storeRefreshInterval: Duration = .seconds(1)
     /// How often the traffic guard and progressive promotion run; nil: never (tests drive them directly).
     public var trafficGuardInterval: Duration? = .seconds(1)
+    /// `--registry-webhook` URLs, signed with `webhookSecret` (also used for a guard's own webhook).
+    public var registryWebhooks: [String] = []
+    public var webhookSecret: String?
+    /// How often queued webhook events are sent; nil: never (tests drive `webhooks.deliverDue()`).
+    public var webhookInterval: Duration? = .milliseconds(500)
     public var http: HTTPConfiguration
     /// nil: no gRPC listener.
     public var grpc: GRPCConfiguration?
@@ -51,6 +56,8 @@ public final class ServalServer: Sendable {
     public let registry: Registry
     public let lifecycle: ModelLifecycle
     public let state: ServerState
+    /// Sends queued registry events.
+    public let webhooks: WebhookDelivery
     private let services: [any Service]
     private let exitTimeout: Duration
     private let logger: Logger
@@ -71,7 +78,11 @@ public final class ServalServer: Sendable {
         let manager = ModelManager(
             repository: ModelRepository(root: options.repository), mode: options.controlMode, pins: registry.table, logger: logger,
             executorWrapper: options.executorWrapper)
-        lifecycle = ModelLifecycle(manager: manager, registry: registry, logger: logger)
+        lifecycle = ModelLifecycle(manager: manager, registry: registry, guardWebhookSecret: options.webhookSecret, logger: logger)
+        if !options.registryWebhooks.isEmpty {
+            try await registry.addWebhooks(options.registryWebhooks.map { WebhookOutbox.Webhook(url: $0, secret: options.webhookSecret ?? "") })
+        }
+        webhooks = WebhookDelivery(registry: registry, logger: logger)
         if options.controlMode == .explicit {
             for name in options.loadModels { try await lifecycle.load(model: name, actor: nil) }
         } else {
@@ -80,6 +91,9 @@ public final class ServalServer: Sendable {
         let state = ServerState()
         self.state = state
         var background: [any Service] = [PeriodicService.storeWatcher(lifecycle, interval: options.storeRefreshInterval, logger: logger)]
+        if let interval = options.webhookInterval {
+            background.append(PeriodicService.webhookSender(webhooks, interval: interval, logger: logger))
+        }
         if let interval = options.trafficGuardInterval {
             background.append(PeriodicService.trafficGuard(lifecycle, interval: interval, logger: logger))
         }

@@ -53,6 +53,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Folder for the state store (SQLite): labels, history, lineage. Default $SERVAL_DATA_DIR or ./serval-data.")
     var dataDir: String?
 
+    @Option(name: .customLong("registry-webhook"), help: "URL that receives register, label, rollback, auto_rollback and promote events (repeatable).")
+    var registryWebhook: [String] = []
+
+    @Option(name: .customLong("registry-webhook-secret-file"), help: "File whose content is the HMAC-SHA256 key deliveries are signed with.")
+    var registryWebhookSecretFile: String?
+
     @Option(name: .customLong("database-url"), help: "PostgreSQL URL for state shared by replicas (postgres://user@host:5432/db); replaces --data-dir.")
     var databaseURL: String?
 
@@ -63,6 +69,12 @@ struct ServeCommand: AsyncParsableCommand {
         guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
         guard repositoryPollSecs > 0, exitTimeoutSecs >= 0, httpMaxInputSize > 0, grpcMaxMessageSize > 0 else {
             throw ValidationError("--repository-poll-secs, --http-max-input-size and --grpc-max-message-size must be positive")
+        }
+        for url in registryWebhook where URL(string: url).map({ ["http", "https"].contains($0.scheme ?? "") && $0.host != nil }) != true {
+            throw ValidationError("--registry-webhook must be an http(s) URL, got '\(url)'")
+        }
+        if !registryWebhook.isEmpty, registryWebhookSecretFile == nil {
+            throw ValidationError("--registry-webhook needs --registry-webhook-secret-file (the key deliveries are signed with)")
         }
         guard grpcPort >= 0, grpcPort <= 65535, httpPort >= 0, httpPort <= 65535 else { throw ValidationError("ports must be 0-65535") }
     }
@@ -84,6 +96,13 @@ struct ServeCommand: AsyncParsableCommand {
         options.repositoryPollInterval = .seconds(repositoryPollSecs)
         options.databaseURL = databaseURL
         options.exitTimeout = .seconds(exitTimeoutSecs)
+        options.registryWebhooks = registryWebhook
+        if let file = registryWebhookSecretFile {
+            guard let secret = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !secret.isEmpty else {
+                throw ValidationError("--registry-webhook-secret-file \(file) cannot be read or is empty")
+            }
+            options.webhookSecret = secret
+        }
         logger.info("cpu budget", metadata: ["cpus": "\(CPUBudget.available())"])
         let host = self.host
         let server = try await ServalServer(options: options, metrics: registry, logger: logger, onHTTPListening: { port in

@@ -59,6 +59,7 @@ struct TestServer {
         options.databaseURL = databaseURL
         options.storeRefreshInterval = .milliseconds(100)
         options.trafficGuardInterval = nil  // tests drive the guard with runTrafficGuard(now:)
+        options.webhookInterval = nil  // and deliveries with server.webhooks.deliverDue()
         options.executorWrapper = executorWrapper
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = try await ServalServer(options: options, metrics: TestMetrics.registry, logger: logger, onHTTPListening: { port in

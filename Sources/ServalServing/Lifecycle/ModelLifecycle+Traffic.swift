@@ -81,7 +81,9 @@ extension ModelLifecycle {
             case .hold:
                 continue
             case .rollback(let arm, let reason, let figures):
-                try await registry.setTraffic(model, policy.reweighted(arm, to: 0), actor: Actor.guardian, reason: reason, action: .autoRollback, details: figures)
+                let receivers = policy.guard?.webhook.map { [WebhookOutbox.Webhook(url: $0, secret: guardWebhookSecret ?? "")] } ?? []
+                try await registry.setTraffic(model, policy.reweighted(arm, to: 0), actor: Actor.guardian, reason: reason, action: .autoRollback,
+                                              details: figures, notify: receivers)
                 Counter(label: "serval_traffic_rollbacks_total", dimensions: [("model", model)]).increment()
             case .advance(let canary, let weight):
                 try await registry.setTraffic(model, policy.reweighted(canary, to: weight), actor: Actor.guardian, reason: "progressive step",

@@ -19,9 +19,13 @@ public actor ModelLifecycle {
     /// `model\0target` of every arm published as `serval_traffic_weight`.
     private var publishedWeights: Set<String> = []
 
-    public init(manager: ModelManager, registry: Registry, logger: Logger = Logger(label: "serval.lifecycle")) {
+    /// Signs the guard's own webhook (`guard.webhook`) when set: the server's registry webhook secret.
+    public nonisolated let guardWebhookSecret: String?
+
+    public init(manager: ModelManager, registry: Registry, guardWebhookSecret: String? = nil, logger: Logger = Logger(label: "serval.lifecycle")) {
         self.manager = manager
         self.registry = registry
+        self.guardWebhookSecret = guardWebhookSecret
         self.router = Router(manager: manager, table: registry.table)
         self.logger = logger
     }

@@ -77,6 +77,11 @@ public struct PeriodicService: Service {
         PeriodicService(name: "repository poll", interval: interval, logger: logger) { try await lifecycle.reconcile() }
     }
 
+    /// Sends queued registry events to their webhooks.
+    public static func webhookSender(_ delivery: WebhookDelivery, interval: Duration, logger: Logger) -> PeriodicService {
+        PeriodicService(name: "webhook delivery", interval: interval, logger: logger) { try await delivery.deliverDue() }
+    }
+
     /// The traffic guard and progressive promotion, evaluated every `interval` (at least every second in `serve`).
     public static func trafficGuard(_ lifecycle: ModelLifecycle, interval: Duration, logger: Logger) -> PeriodicService {
         PeriodicService(name: "traffic guard", interval: interval, logger: logger) { try await lifecycle.runTrafficGuard() }

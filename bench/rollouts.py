@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Rollout overhead: the cost of a traffic policy and of a shadow, in one serval process on one model.
+
+Scenarios, each a wrk run against the same server (pinned to CPU 0, wrk to CPU 1) and model (mlp, batch 1):
+  none      no traffic policy (unversioned requests follow `stable`)
+  two-arm   stable 50 / canary 50 (two labels on two copies of the model), with a guard evaluating every second
+  shadow    stable 100 plus a 100% shadow to the second copy; run at concurrency 1 so CPU is free for the copies
+Reported: requests/s and p50/p99, with the ratio to `none` at the same concurrency.
+
+Usage: python bench/rollouts.py [--serval .build/release/serval] [--duration 10] [--rounds 2]
+Writes the "Rollouts" section of bench/RESULTS.md. Needs wrk (apt: wrk).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results import write_section  # noqa: E402
+from server import REPOSITORY, free_port, get, wrk  # noqa: E402
+
+
+def call(method, url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serval", default=".build/release/serval")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2, help="runs per scenario; the best is kept")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="serval-bench-rollouts-")
+    repository = os.path.join(work, "models")
+    shutil.copytree(REPOSITORY, repository)
+    shutil.copytree(os.path.join(repository, "mlp", "1"), os.path.join(repository, "mlp", "2"))
+    with open(os.path.join(repository, "mlp", "config.yaml"), "w") as f:
+        f.write("version_policy: all\n")
+    port = free_port()
+    server = subprocess.Popen(["taskset", "-c", "0", args.serval, "serve", "--model-repository", repository, "--data-dir", os.path.join(work, "data"),
+                               "--http-port", str(port), "--grpc-port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(500):
+        if get(base + "/v2/health/ready") == 200:
+            break
+        time.sleep(0.02)
+    call("PUT", base + "/v2/models/mlp/labels/stable", {"version": "1"})
+    call("PUT", base + "/v2/models/mlp/labels/canary", {"version": "2"})
+    policies = {
+        "none": None,
+        "two-arm": {"routes": [{"label": "stable", "weight": 50}, {"label": "canary", "weight": 50}],
+                    "guard": {"min_requests": 100, "max_error_rate": 0.5, "max_p99_latency_ratio": 100, "window_secs": 30}},
+        "shadow": {"routes": [{"label": "stable", "weight": 100}], "shadow": [{"label": "canary", "percent": 100}]},
+    }
+    plan = [("none", 16), ("two-arm", 16), ("none", 64), ("two-arm", 64), ("none", 1), ("shadow", 1)]
+    results = {}
+    try:
+        for scenario, concurrency in plan:
+            policy = policies[scenario]
+            if policy is None:
+                try:
+                    call("DELETE", base + "/v2/models/mlp/traffic", {})
+                except urllib.error.HTTPError:
+                    pass
+            else:
+                call("PUT", base + "/v2/models/mlp/traffic", policy)
+            wrk(port, "mlp", concurrency, 2, work)  # warm-up
+            best = max((wrk(port, "mlp", concurrency, args.duration, work) for _ in range(args.rounds)), key=lambda r: r["rps"])
+            results[(scenario, concurrency)] = best
+            print(f"{scenario:8} c={concurrency:<3} {best['rps']:9.0f} req/s  p50 {best['p50']:.3f} ms  p99 {best['p99']:.3f} ms  errors {best['errors']}", flush=True)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+    lines = [
+        "## Rollouts: traffic policy and shadow overhead",
+        "",
+        f"`python bench/rollouts.py --duration {args.duration} --rounds {args.rounds}` (release build; server on CPU 0, wrk on CPU 1; "
+        "mlp, batch 1, KServe v2 JSON; best of the rounds). Ratios are to `none` at the same concurrency, in the same process.",
+        "",
+        "| scenario | concurrency | req/s | vs none | p50 ms | p99 ms | p99 vs none |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (scenario, concurrency), result in results.items():
+        none = results[("none", concurrency)]
+        lines.append(f"| {scenario} | {concurrency} | {result['rps']:.0f} | {result['rps'] / none['rps']:.3f} | {result['p50']:.3f} | "
+                     f"{result['p99']:.3f} | {result['p99'] / none['p99']:.3f} |")
+    write_section("## Rollouts", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
