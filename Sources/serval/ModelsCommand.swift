@@ -6,7 +6,7 @@ import Foundation
 struct ModelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "models", abstract: "Register versions, move and roll back labels, and read the history of a running server.",
-        subcommands: [List.self, Versions.self, Register.self, Label.self, Rollback.self, History.self])
+        subcommands: [List.self, Versions.self, Register.self, Label.self, Rollback.self, Traffic.self, History.self])
 
     /// Flags every subcommand takes.
     struct Connection: ParsableArguments {
@@ -158,6 +158,74 @@ struct ModelsCommand: AsyncParsableCommand {
             if connection.json { print(TextTable.json(answer)); return }
             let fields = answer as? [String: Any] ?? [:]
             print("\(model) \(label): \(fields["previous"] as? String ?? "none") -> \(fields["version"] as? String ?? "none")")
+        }
+    }
+
+    struct Traffic: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a model's traffic policy with live per-arm figures, or set or clear it.",
+            discussion: "Examples: serval models traffic iris --route stable=90 --route canary=10 --max-error-rate 0.02 --steps 10,25,50,100\n          serval models traffic iris --clear")
+        @OptionGroup var connection: Connection
+        @Argument(help: "Model name.") var model: String
+        @Option(help: "A route, LABEL=WEIGHT or vN=WEIGHT for a version (repeatable; weights sum to 100).") var route: [String] = []
+        @Option(help: "A shadow, LABEL=PERCENT or vN=PERCENT (repeatable).") var shadow: [String] = []
+        @Option(name: .customLong("max-error-rate"), help: "Guard: roll back an arm whose error rate is over this.") var maxErrorRate: Double?
+        @Option(name: .customLong("max-p99-ratio"), help: "Guard: roll back an arm whose p99 is over this times stable's.") var maxP99Ratio: Double?
+        @Option(name: .customLong("min-requests"), help: "Guard: requests an arm needs before it is judged.") var minRequests = 200
+        @Option(name: .customLong("window-secs"), help: "Guard: the window the figures cover.") var windowSecs = 60
+        @Option(help: "Progressive steps for the canary's weight, e.g. 10,25,50,100.") var steps: String?
+        @Option(name: .customLong("interval-secs"), help: "Progressive: seconds between steps.") var intervalSecs = 60
+        @Flag(help: "Remove the policy.") var clear = false
+
+        static func target(_ name: String) -> [String: Any] {
+            if name.hasPrefix("v"), Int(name.dropFirst()) != nil { return ["version": String(name.dropFirst())] }
+            return ["label": name]
+        }
+
+        func run() async throws {
+            let client = try connection.client()
+            let path = "v2/models/\(model)/traffic"
+            if clear {
+                _ = try await client.send("DELETE", path)
+                print("\(model): traffic policy removed")
+                return
+            }
+            var answer: Any
+            if route.isEmpty {
+                answer = try await client.send("GET", path)
+            } else {
+                var policy: [String: Any] = [:]
+                policy["routes"] = try route.map { spec -> [String: Any] in
+                    let (name, weight) = try Register.split(spec, flag: "--route")
+                    guard let value = Int(weight) else { throw ValidationError("--route \(spec): the weight must be an integer") }
+                    return Self.target(name).merging(["weight": value]) { $1 }
+                }
+                if !shadow.isEmpty {
+                    policy["shadow"] = try shadow.map { spec -> [String: Any] in
+                        let (name, percent) = try Register.split(spec, flag: "--shadow")
+                        guard let value = Double(percent) else { throw ValidationError("--shadow \(spec): the percent must be a number") }
+                        return Self.target(name).merging(["percent": value]) { $1 }
+                    }
+                }
+                if maxErrorRate != nil || maxP99Ratio != nil {
+                    var rule: [String: Any] = ["min_requests": minRequests, "window_secs": windowSecs]
+                    if let maxErrorRate { rule["max_error_rate"] = maxErrorRate }
+                    if let maxP99Ratio { rule["max_p99_latency_ratio"] = maxP99Ratio }
+                    policy["guard"] = rule
+                }
+                if let steps {
+                    let values = steps.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                    policy["progressive"] = ["steps": values, "interval_secs": intervalSecs]
+                }
+                answer = try await client.send("PUT", path, json: policy)
+            }
+            if connection.json { print(TextTable.json(answer)); return }
+            let arms = (answer as? [String: Any])?["arms"] as? [[String: Any]] ?? []
+            let rows = arms.map { arm -> [String] in
+                [arm["target"] as? String ?? "", arm["version"] as? String ?? "-", "\(arm["weight"] as? Int ?? 0)", "\(arm["requests"] as? Int ?? 0)",
+                 "\(arm["errors"] as? Int ?? 0)", String(format: "%.2f", arm["p50_ms"] as? Double ?? 0), String(format: "%.2f", arm["p99_ms"] as? Double ?? 0)]
+            }
+            print(TextTable.render(["ARM", "VERSION", "WEIGHT", "REQUESTS", "ERRORS", "P50_MS", "P99_MS"], rows))
         }
     }
 

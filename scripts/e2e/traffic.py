@@ -178,11 +178,16 @@ check("after the rollback the canary has weight 0", weights == {"stable": 100, "
 check("and unversioned requests all go to stable", {infer()["model_version"] for _ in range(50)} == {"1"})
 check("serval_traffic_rollbacks_total counted it", 'serval_traffic_rollbacks_total{model="iris"} 1' in http.get(url + "/metrics").text)
 
+# The CLI shows the arms.
+shown = subprocess.run([serval, "models", "traffic", "iris", "--url", url, "--json"], capture_output=True, text=True)
+check("serval models traffic shows the rolled-back arm", shown.returncode == 0 and any(a["target"] == "canary" and a["weight"] == 0 for a in __import__("json").loads(shown.stdout)["arms"]), shown.stderr)
+
 # 5. progressive promotion of a good canary
 check("canary -> 2", label("canary", "2"))
-check("progressive stable 90 / canary 10, steps [50, 100] every second", traffic({
-    "routes": [{"label": "stable", "weight": 90}, {"label": "canary", "weight": 10}],
-    "guard": {"min_requests": 1000000, "max_error_rate": 0.05}, "progressive": {"steps": [50, 100], "interval_secs": 1}}))
+progressive = subprocess.run([serval, "models", "traffic", "iris", "--url", url, "--route", "stable=90", "--route", "canary=10",
+                              "--max-error-rate", "0.05", "--min-requests", "1000000", "--steps", "50,100", "--interval-secs", "1"],
+                             capture_output=True, text=True)
+check("serval models traffic sets stable 90 / canary 10, steps [50, 100] every second", progressive.returncode == 0, progressive.stderr)
 entry = history_until("promote", 30)
 check("the rollout ended in promote", entry is not None and entry["details"].get("to") == "2", entry)
 labels = settled(lambda: http.get(url + "/v2/models/iris/labels").json()["labels"], {"stable": "2", "canary": "2"})
