@@ -58,10 +58,11 @@ let package = Package(
             ]
         ),
         .target(name: "ServalRegistry", dependencies: ["ServalStore"]),
+        .target(name: "ServalWire", dependencies: ["ServalTensor"]),
         .target(
             name: "ServalServing",
             dependencies: [
-                "ServalEngine", "ServalONNX", "ServalRegistry", "ServalStore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+                "ServalEngine", "ServalONNX", "ServalRegistry", "ServalStore", "ServalWire", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -69,7 +70,7 @@ let package = Package(
         .target(
             name: "ServalHTTP",
             dependencies: [
-                "ServalServing", "ServalRegistry", "ServalStore",
+                "ServalServing", "ServalRegistry", "ServalStore", "ServalWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "MultipartKit", package: "multipart-kit"),
@@ -84,7 +85,7 @@ let package = Package(
         .target(
             name: "ServalGRPC",
             dependencies: [
-                "ServalServing",
+                "ServalServing", "ServalWire",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -95,7 +96,7 @@ let package = Package(
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore",
+                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -105,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "serval",
             dependencies: [
-                "ServalServer",
+                "ServalServer", "ServalWire",
                 .product(name: "Crypto", package: "swift-crypto"),
                 "ServalONNX",
                 "ServalEngine",
@@ -119,14 +120,14 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalTensor"], path: "Tests/ServalTestSupport"),
+        .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalWire", "ServalTensor"], path: "Tests/ServalTestSupport"),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry"]),
-        .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalRegistry", "ServalEngine", "ServalTensor"]),
+        .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalWire", "ServalRegistry", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",
             dependencies: [
-                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalTestSupport",
+                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalWire", "ServalTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -134,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "ServalGRPCTests",
             dependencies: [
-                "ServalGRPC", "ServalServing", "ServalServer", "ServalTestSupport",
+                "ServalGRPC", "ServalServing", "ServalServer", "ServalWire", "ServalTestSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

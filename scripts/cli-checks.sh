@@ -46,4 +46,12 @@ if "$serval" run "$model" --input X=examples/inputs/iris.json >"$work/out" 2>"$w
 else
   echo "FAIL good input"; cat "$work/err"; failures=$((failures + 1))
 fi
+# Map outputs (ZipMap) are BYTES, as the REST and gRPC frontends send them: one codec for all three.
+zipmap=$fixtures/sklearn_decision_tree_zipmap
+if "$serval" run "$zipmap/model.onnx" --input "X=$zipmap/input_0.npy" >"$work/out" 2>"$work/err" \
+  && grep -q '"name":"output_probability","datatype":"BYTES"' "$work/out"; then
+  echo "ok   map outputs are BYTES"
+else
+  echo "FAIL map outputs are BYTES: $(head -c 300 "$work/out")"; cat "$work/err"; failures=$((failures + 1))
+fi
 [ "$failures" -eq 0 ] || { echo "$failures CLI check(s) failed"; exit 1; }

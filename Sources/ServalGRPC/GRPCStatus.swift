@@ -1,5 +1,6 @@
 import GRPCCore
 import ServalServing
+import ServalWire
 
 /// The one place where serving errors become gRPC statuses, mirroring the REST mapping
 /// (400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 503 → UNAVAILABLE, 504 → DEADLINE_EXCEEDED).

@@ -1,5 +1,6 @@
 import GRPCCore
 import ServalServing
+import ServalWire
 
 /// `grpc.health.v1.Health/Check` for Kubernetes gRPC probes and load balancers: the empty service name
 /// (and `inference.GRPCInferenceService`) is SERVING while the server is ready; a model name is SERVING

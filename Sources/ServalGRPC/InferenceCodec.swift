@@ -1,6 +1,7 @@
 import Foundation
 import ServalServing
 import ServalTensor
+import ServalWire
 
 /// Open Inference Protocol gRPC messages ↔ the protocol-neutral `InferenceRequest` / `InferenceResponse`.
 /// Inputs arrive as typed `contents` or as `raw_input_contents`; outputs go back in the form the request used

@@ -1,5 +1,6 @@
 import GRPCCore
 import ServalServing
+import ServalWire
 
 /// `inference.GRPCInferenceService`: the Open Inference Protocol RPCs plus Triton's configuration,
 /// statistics, repository and streaming extensions, over the same `ModelManager` as the REST frontend.

@@ -1,5 +1,6 @@
 import ServalServing
 import ServalTensor
+import ServalWire
 
 /// Builds the descriptive gRPC messages (metadata, configuration, statistics, repository index) from the
 /// same `ServedModel` and `ModelManager` state the REST routes read.

@@ -4,6 +4,7 @@ import NIOCore
 import ServalRegistry
 import ServalStore
 import ServalServing
+import ServalWire
 
 /// Control-plane request and response bodies (registry, labels, history). Tensors keep their hand-written
 /// streaming codec; everything else is `Codable`, with snake_case names as the OpenAPI document gives them.

@@ -1,5 +1,6 @@
 import Hummingbird
 import ServalServing
+import ServalWire
 
 /// The one place where errors become HTTP answers: always `{"error": "..."}`, status by error kind
 /// (the KServe/Triton and TF Serving conventions agree on these).

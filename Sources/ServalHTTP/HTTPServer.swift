@@ -7,6 +7,7 @@ import NIOCore
 import Prometheus
 import ServalServing
 import ServiceLifecycle
+import ServalWire
 
 /// Settings of the HTTP frontend (`serval serve` flags).
 public struct HTTPConfiguration: Sendable {

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import NIOCore
 import ServalServing
+import ServalWire
 
 /// KServe v2 / Open Inference Protocol: health, server and model metadata, readiness, inference (JSON and
 /// Triton's binary tensor extension), statistics and the effective model configuration.
@@ -22,7 +23,7 @@ struct KServeRoutes {
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             routes.get(prefix) { _, context in
                 let route = try await Self.route(shared, context)
-                return Response.json(KServeCodec.encodeMetadata(route.primary, versions: await shared.manager.readyVersions(of: route.model)))
+                return Response.json(Self.encodeMetadata(route.primary, versions: await shared.manager.readyVersions(of: route.model)))
             }
             routes.get(prefix + "/ready") { _, context in
                 let name = try context.parameters.require("model")
@@ -102,4 +103,19 @@ struct KServeRoutes {
         let body = String(decoding: try encoder.encode(config), as: UTF8.self)
         return "{\"name\":\"\(model.name)\",\"version\":\"\(model.version)\",\"platform\":\"\(model.platform)\",\"weight_bytes\":\(model.weightBytes),\"config\":\(body)}"
     }
+
+    /// KServe v2 model metadata JSON.
+    static func encodeMetadata(_ model: ServedModel, versions: [Int]) -> String {
+        var json = JSONWriter()
+        json.raw("{\"name\":")
+        json.string(model.name)
+        json.raw(",\"versions\":[" + versions.map { "\"\($0)\"" }.joined(separator: ",") + "],\"platform\":\"\(model.platform)\"")
+        json.raw(",\"inputs\":")
+        KServeCodec.tensorMetadata(model.inputs, into: &json)
+        json.raw(",\"outputs\":")
+        KServeCodec.tensorMetadata(model.outputs, into: &json)
+        json.raw("}")
+        return json.text
+    }
+
 }

@@ -3,6 +3,7 @@ import Hummingbird
 import MultipartKit
 import NIOCore
 import ServalServing
+import ServalWire
 
 /// A parsed `multipart/form-data` body (RFC 7578), parts by name, read with vapor/multipart-kit's parser.
 struct MultipartForm {

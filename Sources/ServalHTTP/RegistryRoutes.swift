@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import ServalRegistry
 import ServalServing
+import ServalWire
 
 /// Serval's registry extension under `/v2/models/{m}`: versions (register with lineage, list), labels (move,
 /// delete, roll back) and the append-only history. Every change is audited with the caller as actor.

@@ -1,5 +1,6 @@
 import Hummingbird
 import ServalServing
+import ServalWire
 
 /// Triton's repository extension: the index of every model version with its state, and explicit load/unload.
 struct RepositoryRoutes {

@@ -1,5 +1,6 @@
 import Foundation
 import ServalServing
+import ServalWire
 
 /// Triton's statistics extension body: `{"model_stats": [...]}` with `{"count", "ns"}` per duration.
 enum StatisticsJSON {

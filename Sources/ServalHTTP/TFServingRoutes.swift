@@ -1,5 +1,6 @@
 import Hummingbird
 import ServalServing
+import ServalWire
 
 /// TensorFlow Serving REST: model status, metadata and `:predict`, by latest, version or label.
 struct TFServingRoutes {
@@ -25,7 +26,7 @@ struct TFServingRoutes {
                 let route = try await shared.router.route(name, selector, routingKey: request.headers[HTTPHeaders.routingKey])
                 let body = try await shared.collect(request)
                 return try await ConnectionWatch.cancellingOnDisconnect(context) {
-                    let (inference, format) = try body.withUnsafeReadableBytes { try TFServingCodec.decodeRequest(try JSONParser.parse($0), model: route.primary) }
+                    let (inference, format) = try body.withUnsafeReadableBytes { try TFServingCodec.decodeRequest(try JSONParser.parse($0), inputs: route.primary.inputs) }
                     let response = try await shared.router.infer(inference, on: route)
                     var answer = Response.json(TFServingCodec.encodeResponse(response, format: format))
                     answer.headers[HTTPHeaders.modelVersion] = response.modelVersion

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import ServalRegistry
 import ServalServing
+import ServalWire
 
 /// `/v2/models/{m}/traffic`: the traffic policy (canary and A/B weights, shadows, guard, progressive promotion)
 /// with each arm's live figures.

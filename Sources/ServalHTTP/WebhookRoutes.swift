@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import ServalRegistry
 import ServalServing
+import ServalWire
 
 /// `/v2/webhooks`: the receivers of registry events, and the delivery log.
 struct WebhookRoutes {

@@ -3,6 +3,7 @@ import Foundation
 import ServalEngine
 import ServalONNX
 import ServalTensor
+import ServalWire
 
 /// `serval run MODEL.onnx --input NAME=PATH ...`: one inference from files.
 struct RunCommand: ParsableCommand {
@@ -35,14 +36,21 @@ struct RunCommand: ParsableCommand {
                 if case .tensor(let tensor) = value, tensor.dtype != .string {
                     try NPYFormat.encode(tensor).write(to: base.appendingPathExtension("npy"))
                 } else {
-                    let json = try JSONSerialization.data(withJSONObject: try TensorFiles.json(name: name, value: value), options: [.sortedKeys])
-                    try json.write(to: base.appendingPathExtension("json"))
+                    var json = JSONWriter()
+                    KServeCodec.encodeOutput(name: name, value: value, into: &json)
+                    try Data(json.text.utf8).write(to: base.appendingPathExtension("json"))
                 }
             }
         } else {
-            let outputs = try ordered.map { try TensorFiles.json(name: $0.0, value: $0.1) }
-            let json = try JSONSerialization.data(withJSONObject: ["outputs": outputs], options: [.sortedKeys])
-            print(String(decoding: json, as: UTF8.self))
+            // The same tensor JSON the REST and gRPC frontends answer with (ServalWire's KServe codec).
+            var json = JSONWriter()
+            json.raw("{\"outputs\":[")
+            for (index, output) in ordered.enumerated() {
+                if index > 0 { json.raw(",") }
+                KServeCodec.encodeOutput(name: output.0, value: output.1, into: &json)
+            }
+            json.raw("]}")
+            print(json.text)
         }
     }
 }

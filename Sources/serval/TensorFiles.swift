@@ -52,27 +52,4 @@ enum TensorFiles {
         }
         return try Tensor(shape: shape, scalars: numbers).converted(to: dtype)
     }
-
-    /// A JSON rendering of a value, in the KServe v2 output tensor shape.
-    static func json(name: String, value: Value) throws -> [String: Any] {
-        switch value {
-        case .tensor(let tensor):
-            let data: [Any]
-            switch tensor.dtype {
-            case .string: data = tensor.strings
-            case .bool: data = tensor.scalars(as: Bool.self)
-            case .float32, .float16: data = try tensor.converted(to: .float32).scalars(as: Float.self).map { Double("\($0)") ?? 0 }
-            case .float64: data = tensor.scalars(as: Double.self)
-            default: data = try tensor.int64s()
-            }
-            return ["name": name, "shape": tensor.shape, "datatype": tensor.dtype.kserveName, "data": data]
-        case .mapSequence(let maps):
-            let keys = try maps.keys.elementStrings()
-            let values = maps.values.scalars(as: Float.self)
-            let rows: [[String: Double]] = (0..<maps.count).map { row in
-                Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($0.element, Double("\(values[row * keys.count + $0.offset])") ?? 0) })
-            }
-            return ["name": name, "shape": [maps.count], "datatype": "MAP", "data": rows]
-        }
-    }
 }

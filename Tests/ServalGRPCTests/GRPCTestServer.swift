@@ -8,6 +8,7 @@ import ServalServer
 import ServalServing
 import ServiceLifecycle
 import Testing
+import ServalWire
 
 /// A real gRPC frontend on an ephemeral port over a temporary repository (the example models plus `echo`,
 /// an identity model for every datatype), and a grpc-swift client connected to it over the socket.

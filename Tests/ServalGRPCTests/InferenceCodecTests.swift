@@ -3,6 +3,7 @@ import Foundation
 import ServalServing
 import ServalTensor
 import Testing
+import ServalWire
 
 /// Typed `contents` for every datatype, both directions, and parameters of every kind.
 struct InferenceCodecTests {

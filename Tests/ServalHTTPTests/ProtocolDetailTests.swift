@@ -4,6 +4,7 @@ import ServalTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
+import ServalWire
 #endif
 
 /// Protocol details a new user found wrong, each fixed and pinned here.

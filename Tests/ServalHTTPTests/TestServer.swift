@@ -10,6 +10,7 @@ import ServalServer
 import ServalServing
 import ServiceLifecycle
 import Testing
+import ServalWire
 
 /// One Prometheus registry for the test process (swift-metrics can be bootstrapped once).
 enum TestMetrics {

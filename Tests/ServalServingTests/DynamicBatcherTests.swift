@@ -3,6 +3,7 @@ import ServalEngine
 import ServalServing
 import ServalTensor
 import Testing
+import ServalWire
 
 /// Dynamic batching, driven with explicit synchronisation: an executor that reports each batch it starts
 /// and holds it until the test releases it. No test waits on wall-clock time.

@@ -3,6 +3,7 @@ import ServalRegistry
 import ServalTensor
 @testable import ServalServing
 import Testing
+import ServalWire
 
 /// Traffic policies: validation, splitting, stickiness, rescaling, and the guard's decisions over injected figures.
 struct TrafficTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import ServalRegistry
+import ServalWire
 
 extension ModelLifecycle {
     /// One arm as `GET .../traffic` reports it.

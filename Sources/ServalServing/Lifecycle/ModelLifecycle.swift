@@ -5,6 +5,7 @@ import ServalEngine
 import ServalONNX
 import ServalRegistry
 import ServalStore
+import ServalWire
 
 /// The control-plane operations that span durable state (the `Registry`) and what is loaded (the `ModelManager`):
 /// registering a version into the repository, moving labels only to ready versions, rolling back, and keeping the

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import ServalRegistry
+import ServalWire
 
 /// Keeps the served models in step with the repository: loads the versions the policy asks for, warms them
 /// up, swaps them in, and unloads the ones no longer wanted, only once a replacement is ready.

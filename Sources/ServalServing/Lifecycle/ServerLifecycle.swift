@@ -2,6 +2,7 @@ import Logging
 import ServalRegistry
 import ServiceLifecycle
 import Synchronization
+import ServalWire
 
 /// Server-wide state every frontend reads: whether a graceful shutdown has started (readiness turns false).
 public final class ServerState: Sendable {

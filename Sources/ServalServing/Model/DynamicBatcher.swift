@@ -1,5 +1,6 @@
 import Foundation
 import ServalTensor
+import ServalWire
 
 /// Runs one (merged) batch. `ServedModel` runs its session; tests inject executors they can hold and release.
 public protocol BatchExecutor: Sendable {

@@ -3,6 +3,7 @@ import Foundation
 import ServalEngine
 import ServalONNX
 import ServalTensor
+import ServalWire
 
 /// One loaded, warmed-up version of a model: what requests are routed to. Requests hold a reference while
 /// they run, so a version that is unloaded finishes its in-flight work before its memory is freed.

@@ -1,5 +1,6 @@
 import Foundation
 import Yams
+import ServalWire
 
 /// A model's serving configuration (`config.yaml` next to the version folders). Field names and meanings follow
 /// Triton's model configuration; every field is optional and what the model itself says is derived.

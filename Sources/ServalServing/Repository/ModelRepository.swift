@@ -1,4 +1,5 @@
 import Foundation
+import ServalWire
 
 /// The model repository on disk (TF Serving / Triton layout): `ROOT/<model>/[config.yaml]` and
 /// `ROOT/<model>/<version>/model.onnx`, versions being positive integers. It only reads the layout;

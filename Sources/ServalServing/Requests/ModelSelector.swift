@@ -1,3 +1,5 @@
+import ServalWire
+
 /// Which version of a model a request asks for. Frontends parse their wire form into it
 /// (v2 `/versions/{v}`, gRPC `model_version`, TF Serving `/versions/{v}` and `/labels/{l}`); the Router resolves it.
 public enum ModelSelector: Sendable, Equatable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import Foundation
 import ServalRegistry
+import ServalWire
 
 /// What a request is sent to: the primary version that answers, and the shadows that get a copy afterwards.
 /// Codecs decode against `primary`'s signature. `arm` names the traffic-policy route it was picked from.

@@ -1,4 +1,5 @@
 import ServalTensor
+import ServalWire
 
 /// Row-by-row agreement of a shadow's outputs with the primary's. For a classifier (a model with a label output:
 /// integer or string), a row disagrees when its label, or the argmax of its scores, differs; otherwise when any

@@ -1,5 +1,6 @@
 import Metrics
 import Synchronization
+import ServalWire
 
 /// Runs shadow copies after the primary has answered, off the request path: a bounded queue that drops (and
 /// counts) when full, one worker that runs each copy on its shadow version and compares the rows.

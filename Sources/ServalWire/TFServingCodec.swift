@@ -1,29 +1,29 @@
-import ServalServing
 import ServalTensor
 
 /// TensorFlow Serving REST `:predict`: row (`instances`) and columnar (`inputs`) forms.
-enum TFServingCodec {
-    enum Format { case row, columnar }
+public enum TFServingCodec {
+    public enum Format: Sendable { case row, columnar }
 
-    static func decodeRequest(_ body: JSONValue, model: ServedModel) throws -> (InferenceRequest, Format) {
+    /// Decodes `instances` or `inputs` against the model's `inputs` (names, datatypes).
+    public static func decodeRequest(_ body: JSONValue, inputs signature: [TensorMetadata]) throws -> (InferenceRequest, Format) {
         guard body.object != nil else { throw ServingError.invalidArgument("request body must be a JSON object") }
         let instances = body["instances"], inputs = body["inputs"]
         if instances != nil && inputs != nil { throw ServingError.invalidArgument("use either 'instances' or 'inputs', not both") }
         if let instances {
             guard let rows = instances.array else { throw ServingError.invalidArgument("'instances' must be a list") }
-            return (InferenceRequest(inputs: try decodeRows(rows, model: model)), .row)
+            return (InferenceRequest(inputs: try decodeRows(rows, inputs: signature)), .row)
         }
         guard let inputs else { throw ServingError.invalidArgument("request needs 'instances' (row format) or 'inputs' (columnar format)") }
-        if let named = inputs.object, model.inputs.count > 1 || named[model.inputs.first?.name ?? ""] != nil, named["b64"] == nil {
+        if let named = inputs.object, signature.count > 1 || named[signature.first?.name ?? ""] != nil, named["b64"] == nil {
             var tensors: [String: Tensor] = [:]
-            for (name, value) in named { tensors[name] = try tensor(value, input: name, model: model) }
+            for (name, value) in named { tensors[name] = try tensor(value, input: name, inputs: signature) }
             return (InferenceRequest(inputs: tensors), .columnar)
         }
-        guard model.inputs.count == 1 else { throw ServingError.invalidArgument("model has \(model.inputs.count) inputs: 'inputs' must map each name to a tensor") }
-        return (InferenceRequest(inputs: [model.inputs[0].name: try tensor(inputs, input: model.inputs[0].name, model: model)]), .columnar)
+        guard signature.count == 1 else { throw ServingError.invalidArgument("model has \(signature.count) inputs: 'inputs' must map each name to a tensor") }
+        return (InferenceRequest(inputs: [signature[0].name: try tensor(inputs, input: signature[0].name, inputs: signature)]), .columnar)
     }
 
-    private static func decodeRows(_ rows: [JSONValue], model: ServedModel) throws -> [String: Tensor] {
+    private static func decodeRows(_ rows: [JSONValue], inputs signature: [TensorMetadata]) throws -> [String: Tensor] {
         if let first = rows.first, first.object != nil, first["b64"] == nil {
             var columns: [String: [JSONValue]] = [:]
             for (index, row) in rows.enumerated() {
@@ -33,26 +33,26 @@ enum TFServingCodec {
             var tensors: [String: Tensor] = [:]
             for (name, values) in columns {
                 guard values.count == rows.count else { throw ServingError.invalidArgument("input '\(name)' is missing from some instances") }
-                tensors[name] = try tensor(.array(values), input: name, model: model)
+                tensors[name] = try tensor(.array(values), input: name, inputs: signature)
             }
             return tensors
         }
-        guard model.inputs.count == 1 else {
-            throw ServingError.invalidArgument("model has \(model.inputs.count) inputs: each instance must be an object naming them")
+        guard signature.count == 1 else {
+            throw ServingError.invalidArgument("model has \(signature.count) inputs: each instance must be an object naming them")
         }
-        return [model.inputs[0].name: try tensor(.array(rows), input: model.inputs[0].name, model: model)]
+        return [signature[0].name: try tensor(.array(rows), input: signature[0].name, inputs: signature)]
     }
 
-    private static func tensor(_ value: JSONValue, input: String, model: ServedModel) throws -> Tensor {
-        guard let spec = model.inputs.first(where: { $0.name == input }) else {
-            throw ServingError.invalidArgument("unexpected input '\(input)'; inputs are \(model.inputs.map { "'\($0.name)'" }.joined(separator: ", "))")
+    private static func tensor(_ value: JSONValue, input: String, inputs signature: [TensorMetadata]) throws -> Tensor {
+        guard let spec = signature.first(where: { $0.name == input }) else {
+            throw ServingError.invalidArgument("unexpected input '\(input)'; inputs are \(signature.map { "'\($0.name)'" }.joined(separator: ", "))")
         }
         guard let dtype = DType(kserveName: spec.datatype) else { throw ServingError.invalidArgument("input '\(input)' has an unsupported type") }
         guard let shape = TensorJSON.shape(of: value) else { throw ServingError.invalidArgument("input '\(input)': rows have different lengths") }
         return try TensorJSON.tensor(value, shape: shape, dtype: dtype, what: "input '\(input)'")
     }
 
-    static func encodeResponse(_ response: InferenceResponse, format: Format) -> String {
+    public static func encodeResponse(_ response: InferenceResponse, format: Format) -> String {
         var json = JSONWriter(capacity: 256)
         switch format {
         case .columnar:

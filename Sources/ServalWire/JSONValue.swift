@@ -2,7 +2,7 @@ import Foundation
 
 /// A parsed JSON document. Arrays whose elements are all numbers are kept as one `[Double]`
 /// (`.numbers`), so a tensor's `data` never becomes one boxed value per element.
-enum JSONValue: Sendable {
+public enum JSONValue: Sendable {
     case null
     case bool(Bool)
     case number(Double)
@@ -11,38 +11,38 @@ enum JSONValue: Sendable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         if case .object(let members) = self { return members[key] }
         return nil
     }
 
-    var string: String? { if case .string(let value) = self { return value }; return nil }
-    var object: [String: JSONValue]? { if case .object(let members) = self { return members }; return nil }
-    var array: [JSONValue]? {
+    public var string: String? { if case .string(let value) = self { return value }; return nil }
+    public var object: [String: JSONValue]? { if case .object(let members) = self { return members }; return nil }
+    public var array: [JSONValue]? {
         switch self {
         case .array(let values): return values
         case .numbers(let values): return values.map { .number($0) }
         default: return nil
         }
     }
-    var int: Int? { if case .number(let value) = self, value == value.rounded(), abs(value) < 1e15 { return Int(value) }; return nil }
+    public var int: Int? { if case .number(let value) = self, value == value.rounded(), abs(value) < 1e15 { return Int(value) }; return nil }
 }
 
 /// Errors carry the byte offset so a client can find the problem.
-struct JSONSyntaxError: Error, CustomStringConvertible {
+public struct JSONSyntaxError: Error, CustomStringConvertible {
     let message: String
     let offset: Int
-    var description: String { "invalid JSON at byte \(offset): \(message)" }
+    public var description: String { "invalid JSON at byte \(offset): \(message)" }
 }
 
 /// A small recursive-descent JSON parser over raw bytes, with a fast exact path for decimal numbers
 /// (≤ 19 significant digits and |exponent| ≤ 22 convert exactly through Double, as strtod would).
-struct JSONParser {
+public struct JSONParser {
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
     private var depth = 0
 
-    static func parse(_ data: UnsafeRawBufferPointer) throws -> JSONValue {
+    public static func parse(_ data: UnsafeRawBufferPointer) throws -> JSONValue {
         var parser = JSONParser(bytes: data)
         parser.skipWhitespace()
         let value = try parser.parseValue()

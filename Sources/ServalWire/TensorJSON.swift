@@ -1,11 +1,10 @@
 import Foundation
-import ServalServing
 import ServalTensor
 
 /// Turns JSON tensor contents (flat or nested arrays) into `Tensor`s of a given datatype.
-enum TensorJSON {
+public enum TensorJSON {
     /// Shape of a nested JSON array ([] for a scalar); nil if the nesting is ragged.
-    static func shape(of value: JSONValue) -> [Int]? {
+    public static func shape(of value: JSONValue) -> [Int]? {
         switch value {
         case .numbers(let values): return [values.count]
         case .array(let values):
@@ -20,7 +19,7 @@ enum TensorJSON {
     }
 
     /// Builds a tensor from flat or nested `data`; `what` names the input in error messages.
-    static func tensor(_ data: JSONValue, shape: [Int], dtype: DType, what: String) throws -> Tensor {
+    public static func tensor(_ data: JSONValue, shape: [Int], dtype: DType, what: String) throws -> Tensor {
         let count = shape.reduce(1, *)
         switch dtype {
         case .string:

@@ -1,15 +1,14 @@
-import ServalServing
 import ServalTensor
 
 /// KServe v2 / Open Inference Protocol JSON: request decoding and response encoding.
-enum KServeCodec {
+public enum KServeCodec {
     /// Which outputs go back as raw bytes (Triton binary tensor extension).
-    enum BinaryOutputs: Sendable, Equatable {
+    public enum BinaryOutputs: Sendable, Equatable {
         case none
         case all
         case named(Set<String>)
 
-        func contains(_ name: String) -> Bool {
+        public func contains(_ name: String) -> Bool {
             switch self {
             case .none: return false
             case .all: return true
@@ -19,7 +18,7 @@ enum KServeCodec {
     }
 
     /// Decodes a JSON request whose binary inputs (`binary_data_size`) follow the JSON in `binary`, in input order.
-    static func decodeRequest(_ body: JSONValue, binary: UnsafeRawBufferPointer? = nil) throws -> (InferenceRequest, BinaryOutputs) {
+    public static func decodeRequest(_ body: JSONValue, binary: UnsafeRawBufferPointer? = nil) throws -> (InferenceRequest, BinaryOutputs) {
         var cursor = 0
         let request = try decodeRequest(body) { name, dtype, shape, size in
             guard let binary else { throw ServingError.invalidArgument("input '\(name)' has binary_data_size but the request has no Inference-Header-Content-Length") }
@@ -91,7 +90,7 @@ enum KServeCodec {
         return InferenceRequest(id: id, inputs: tensors, requestedOutputs: requested, parameters: parameters(body["parameters"]))
     }
 
-    static func parameters(_ value: JSONValue?) -> [String: InferenceParameter] {
+    public static func parameters(_ value: JSONValue?) -> [String: InferenceParameter] {
         guard let members = value?.object else { return [:] }
         var result: [String: InferenceParameter] = [:]
         for (key, value) in members {
@@ -106,7 +105,7 @@ enum KServeCodec {
     }
 
     /// The JSON header and the raw bytes of the binary outputs that follow it (empty when all are JSON).
-    static func encodeResponse(_ response: InferenceResponse, binary: BinaryOutputs) -> (json: String, binary: [UInt8]) {
+    public static func encodeResponse(_ response: InferenceResponse, binary: BinaryOutputs) -> (json: String, binary: [UInt8]) {
         var payload: [UInt8] = []
         let json = encodeResponse(response) { name, tensor in
             guard binary.contains(name) else { return nil }
@@ -117,7 +116,7 @@ enum KServeCodec {
         return (json, payload)
     }
 
-    static func encodeResponse(_ response: InferenceResponse, binarySize: (String, Tensor) -> Int? = { _, _ in nil }) -> String {
+    public static func encodeResponse(_ response: InferenceResponse, binarySize: (String, Tensor) -> Int? = { _, _ in nil }) -> String {
         var json = JSONWriter(capacity: 256)
         json.raw("{\"model_name\":")
         json.string(response.modelName)
@@ -134,44 +133,38 @@ enum KServeCodec {
         json.raw(",\"outputs\":[")
         for (index, output) in response.outputs.enumerated() {
             if index > 0 { json.raw(",") }
-            json.raw("{\"name\":")
-            json.string(output.name)
-            switch output.value {
-            case .tensor(let tensor):
-                json.raw(",\"datatype\":\"\(tensor.dtype.kserveName)\",\"shape\":[")
-                json.raw(tensor.shape.map(String.init).joined(separator: ","))
-                if let size = binarySize(output.name, tensor) {
-                    json.raw("],\"parameters\":{\"binary_data_size\":\(size)}}")
-                } else {
-                    json.raw("],\"data\":[")
-                    json.elements(tensor, 0..<tensor.count)
-                    json.raw("]}")
-                }
-            case .mapSequence(let maps):
-                // No map type in the protocol: one JSON object per row (convert with zipmap=False for a tensor).
-                json.raw(",\"datatype\":\"BYTES\",\"shape\":[\(maps.count)],\"data\":[")
-                json.maps(maps, rows: 0..<maps.count)
-                json.raw("]}")
-            }
+            encodeOutput(name: output.name, value: output.value, into: &json, binarySize: binarySize)
         }
         json.raw("]}")
         return json.text
     }
 
-    static func encodeMetadata(_ model: ServedModel, versions: [Int]) -> String {
-        var json = JSONWriter()
+    /// One output tensor object (`{"name","datatype","shape","data"}`). A sequence of maps (a ZipMap output) has no
+    /// protocol type: it is BYTES, one JSON object per row, on every frontend and in `serval run`.
+    public static func encodeOutput(
+        name: String, value: Value, into json: inout JSONWriter, binarySize: (String, Tensor) -> Int? = { _, _ in nil }
+    ) {
         json.raw("{\"name\":")
-        json.string(model.name)
-        json.raw(",\"versions\":[" + versions.map { "\"\($0)\"" }.joined(separator: ",") + "],\"platform\":\"\(model.platform)\"")
-        json.raw(",\"inputs\":")
-        tensorMetadata(model.inputs, into: &json)
-        json.raw(",\"outputs\":")
-        tensorMetadata(model.outputs, into: &json)
-        json.raw("}")
-        return json.text
+        json.string(name)
+        switch value {
+        case .tensor(let tensor):
+            json.raw(",\"datatype\":\"\(tensor.dtype.kserveName)\",\"shape\":[")
+            json.raw(tensor.shape.map(String.init).joined(separator: ","))
+            if let size = binarySize(name, tensor) {
+                json.raw("],\"parameters\":{\"binary_data_size\":\(size)}}")
+            } else {
+                json.raw("],\"data\":[")
+                json.elements(tensor, 0..<tensor.count)
+                json.raw("]}")
+            }
+        case .mapSequence(let maps):
+            json.raw(",\"datatype\":\"BYTES\",\"shape\":[\(maps.count)],\"data\":[")
+            json.maps(maps, rows: 0..<maps.count)
+            json.raw("]}")
+        }
     }
 
-    static func tensorMetadata(_ tensors: [TensorMetadata], into json: inout JSONWriter) {
+    public static func tensorMetadata(_ tensors: [TensorMetadata], into json: inout JSONWriter) {
         json.raw("[")
         for (index, tensor) in tensors.enumerated() {
             if index > 0 { json.raw(",") }
