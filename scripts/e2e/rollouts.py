@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,26 +21,17 @@ import time
 
 import requests
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks, free_port  # noqa: E402
+
 serval, database_url = sys.argv[1], sys.argv[2]
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-failures = 0
-passes = 0
 IRIS_ROW = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
 
 
-def check(name, condition, detail=""):
-    global failures, passes
-    print(("ok   " if condition else "FAIL ") + name + ("" if condition else f": {detail}"))
-    if condition:
-        passes += 1
-    else:
-        failures += 1
+check = Checks()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -151,5 +141,4 @@ for target in ["1", "2", "1"]:
 first.stop()
 second.stop()
 shutil.rmtree(work, ignore_errors=True)
-print(f"{passes} passed, {failures} failed")
-sys.exit(1 if failures else 0)
+check.finish()

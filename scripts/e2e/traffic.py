@@ -12,7 +12,6 @@ Prints one "ok"/"FAIL" line per check and exits non-zero on any failure.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,26 +22,22 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 import requests
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks, free_port  # noqa: E402
+
 serval = sys.argv[1]
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-passes = failures = 0
 http = requests.Session()
 
 
-def check(name, condition, detail=""):
-    global passes, failures
-    print(("ok   " if condition else "FAIL ") + name + ("" if condition else f": {detail}"))
-    if condition:
-        passes += 1
-    else:
-        failures += 1
+check = Checks()
 
 
 def row(values):
     return {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": list(map(float, values))}]}
 
 
-def slow_classifier(path, width=512, layers=24):
+def slow_classifier(path, width=512, layers=48):
     """An iris-shaped classifier (X [?,4] -> label, probabilities) that does far more work per row."""
     rng = np.random.default_rng(7)
     nodes, inits, current = [], [], "X"
@@ -72,9 +67,7 @@ for version, source in [(2, os.path.join(root, "examples/models/iris/1/model.onn
 with open(os.path.join(repository, "iris/config.yaml"), "w") as f:
     f.write("version_policy: all\n")
 
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
+port = free_port()
 url = f"http://127.0.0.1:{port}"
 log = open(os.path.join(work, "serve.log"), "w")
 server = subprocess.Popen([serval, "serve", "--model-repository", repository, "--data-dir", os.path.join(work, "data"),
@@ -199,5 +192,4 @@ server.send_signal(signal.SIGTERM)
 code = server.wait(timeout=60)
 check("serval serve exits 0 after SIGTERM", code == 0, open(log.name).read()[-2000:])
 shutil.rmtree(work, ignore_errors=True)
-print(f"{passes} passed, {failures} failed")
-sys.exit(1 if failures else 0)
+check.finish()
