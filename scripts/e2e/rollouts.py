@@ -8,6 +8,7 @@
 4. restart on the same data directory: labels and history are kept
 5. the CLI (serval models register/label/rollback/history) against the same server, dataset md5 as DVC computes it
 6. two replicas on one PostgreSQL: a label moved through one is in force on the other within 2 s
+7. the database goes away: inference keeps serving with the last state, a label move answers 503
 Prints one "ok"/"FAIL" line per check and exits non-zero on any failure.
 """
 import json
@@ -140,5 +141,18 @@ for target in ["1", "2", "1"]:
     print(f"info replica 2 followed after {seen:.2f} s" if seen is not None else "info replica 2 never followed")
 first.stop()
 second.stop()
+
+# 7. The database goes away: inference keeps serving with the last state read, registry writes answer 503.
+outage_dir = tempfile.mkdtemp(prefix="serval-outage-pg-")  # outside work: the postgres user must reach it
+outage_url = subprocess.run([os.path.join(root, "scripts/postgres.sh"), "start", outage_dir], capture_output=True, text=True, check=True).stdout.strip()
+server = Server(repository, "--database-url", outage_url)
+check("outage: stable -> 2 while the database is up", server.put_label("stable", "2", "before-outage").status_code == 200)
+subprocess.run([os.path.join(root, "scripts/postgres.sh"), "stop", outage_dir], check=True)
+check("outage: inference keeps serving the last known stable", server.infer_version() == ("2", "2"), server.infer_version())
+refused = server.put_label("stable", "1", "during-outage")
+check("outage: a label move answers 503 naming the store", refused.status_code == 503 and "state store" in refused.json().get("error", ""), refused.text)
+check("outage: unversioned requests still follow stable = 2", all(server.infer_version()[0] == "2" for _ in range(20)))
+server.stop()
+shutil.rmtree(outage_dir, ignore_errors=True)
 shutil.rmtree(work, ignore_errors=True)
 check.finish()
