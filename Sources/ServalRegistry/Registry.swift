@@ -154,12 +154,7 @@ public actor Registry {
         let time = StoreClock.timestamp(now())
         let move = try await store.transaction { connection -> LabelMove in
             try await Self.lockModel(connection, model, time: time)
-            let current = try await Self.currentTarget(connection, model, label)
-            if let current, current != version {
-                try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
-                                             [.text(model), .text(label), .integer(Int64(current))])
-            }
-            try await Self.setLabel(connection, model, label, version, time: time)
+            let current = try await Self.pointLabel(connection, model, label, to: version, time: time)
             try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: .label,
                                          details: ["label": .string(label), "from": JSONDocument(current.map(String.init)), "to": .string(String(version))], reason: reason)
             return LabelMove(label: label, from: current, to: version)
@@ -240,12 +235,7 @@ public actor Registry {
         let text = String(decoding: try Self.encoder.encode(policy), as: UTF8.self)
         try await store.transaction { connection in
             try await Self.lockModel(connection, model, time: time)
-            let current = try await Self.currentTarget(connection, model, label)
-            if let current, current != version {
-                try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
-                                             [.text(model), .text(label), .integer(Int64(current))])
-            }
-            try await Self.setLabel(connection, model, label, version, time: time)
+            let current = try await Self.pointLabel(connection, model, label, to: version, time: time)
             var details = extra
             details["label"] = .string(label)
             details["from"] = JSONDocument(current.map(String.init))
@@ -322,6 +312,18 @@ public actor Registry {
                 "INSERT INTO registry_models (name, revision, created_at) VALUES (?, 1, ?) ON CONFLICT (name) DO UPDATE SET revision = registry_models.revision + 1",
                 [.text(model), .text(time)])
         }
+    }
+
+    /// Points `label` at `version`, pushing the previous target (if different) onto the label's undo stack;
+    /// returns the previous target.
+    static func pointLabel(_ connection: any StoreConnection, _ model: String, _ label: String, to version: Int, time: String) async throws -> Int? {
+        let current = try await currentTarget(connection, model, label)
+        if let current, current != version {
+            try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
+                                         [.text(model), .text(label), .integer(Int64(current))])
+        }
+        try await setLabel(connection, model, label, version, time: time)
+        return current
     }
 
     static func currentTarget(_ connection: any StoreConnection, _ model: String, _ label: String) async throws -> Int? {

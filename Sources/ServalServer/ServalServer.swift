@@ -83,6 +83,7 @@ public final class ServalServer: Sendable {
             try await registry.addWebhooks(options.registryWebhooks.map { WebhookOutbox.Webhook(url: $0, secret: options.webhookSecret ?? "") })
         }
         webhooks = WebhookDelivery(registry: registry, logger: logger)
+        await lifecycle.removeAbandonedUploads()
         if options.controlMode == .explicit {
             for name in options.loadModels { try await lifecycle.load(model: name, actor: nil) }
         } else {

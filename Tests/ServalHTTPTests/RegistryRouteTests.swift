@@ -178,6 +178,33 @@ struct RegistryRouteTests {
         }
     }
 
+    @Test func anUploadWhoseClientDiesMidwayLeavesNoVersion() async throws {
+        try await TestServer.with { (server: TestServer) async throws in
+            let boundary = "cut-short"
+            let head = "--\(boundary)\r\nContent-Disposition: form-data; name=\"model\"; filename=\"m.onnx\"\r\n\r\n"
+            let declared = head.utf8.count + Self.irisFile.count + 64
+            let socket = try RawClient(port: try #require(server.baseURL.port))
+            try socket.send("POST /v2/models/iris/versions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=\(boundary)\r\nContent-Length: \(declared)\r\n\r\n" + head)
+            try socket.send(String(decoding: Self.irisFile.prefix(200), as: UTF8.self))
+            socket.close()
+            // The next request on a fresh connection is served, and the repository holds only version 1.
+            #expect(try await server.get("/v2/models/iris/versions").status == 200)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: server.repository.appendingPathComponent("iris").path) == ["1"])
+            #expect(try FileManager.default.contentsOfDirectory(atPath: server.repository.path).filter { $0.hasPrefix(".") }.isEmpty)
+        }
+    }
+
+    @Test func uploadFoldersLeftByAKilledServerAreRemovedAtStart() async throws {
+        let repository = try TestServer.makeRepository()
+        let abandoned = repository.appendingPathComponent(".upload-0000")
+        try FileManager.default.createDirectory(at: abandoned, withIntermediateDirectories: true)
+        try Data("half a model".utf8).write(to: abandoned.appendingPathComponent("model.onnx"))
+        try await TestServer.with(repository: repository) { (server: TestServer) async throws in
+            #expect(!FileManager.default.fileExists(atPath: abandoned.path))
+            #expect(try await server.get("/v2/models/iris/versions").object()["versions"] as? [[String: Any]] != nil)
+        }
+    }
+
     @Test func concurrentLabelMovesOverHTTPAreEachAudited() async throws {
         let repository = try TestServer.makeRepository()
         try RepositoryTests.addVersion(repository, model: "iris", version: 2)

@@ -106,6 +106,16 @@ public actor ModelLifecycle {
 
     // MARK: - Registering versions
 
+    /// Removes upload folders a killed process left in the repository (`.upload-*`: never renamed into place,
+    /// so never a version). Called once at start, before anything is served.
+    public func removeAbandonedUploads() {
+        let root = manager.repository.root
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? [] where name.hasPrefix(".upload-") {
+            try? FileManager.default.removeItem(at: root.appendingPathComponent(name))
+            logger.info("removed an abandoned upload", metadata: ["folder": "\(name)"])
+        }
+    }
+
     /// What `register` answers.
     public struct Registered: Sendable {
         public let name: String
