@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "ServalHTTP",
             dependencies: [
-                "ServalServing", "ServalRegistry", "ServalStore", "ServalWire",
+                "ServalServing", "ServalRegistry", "ServalWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "MultipartKit", package: "multipart-kit"),

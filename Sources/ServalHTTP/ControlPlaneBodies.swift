@@ -2,7 +2,6 @@ import Foundation
 import Hummingbird
 import NIOCore
 import ServalRegistry
-import ServalStore
 import ServalServing
 import ServalWire
 
@@ -92,16 +91,6 @@ enum ControlPlane {
 
     static func response<T: Encodable>(_ body: T, status: HTTPResponse.Status = .ok) throws -> Response {
         Response.json(String(decoding: try encoder.encode(body), as: UTF8.self), status: status)
-    }
-
-    /// Store errors in HTTP terms: unreachable is 503 with nothing changed.
-    static func mapStore<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as StoreError {
-            if error.kind == .unavailable { throw ServingError.unavailable("state store unavailable, nothing was changed: \(error.message)") }
-            throw ServingError(.internalError, "state store: \(error.message)")
-        }
     }
 
     /// Decodes a JSON body; errors name the field and what was expected.

@@ -41,10 +41,10 @@ struct WebhookRoutes {
     }
 
     func register(_ routes: inout RouteBuilder) {
-        let registry = shared.lifecycle.registry
+        let lifecycle = shared.lifecycle
         let shared = self.shared
         routes.get("/v2/webhooks") { _, _ in
-            let webhooks = try await ControlPlane.mapStore { try await registry.webhooks() }
+            let webhooks = try await lifecycle.webhooks()
             // Secrets are shown only once, when set.
             return try ControlPlane.response(["webhooks": webhooks.map { WebhookBody(url: $0.url, secret: nil) }])
         }
@@ -59,12 +59,12 @@ struct WebhookRoutes {
                 guard !secret.isEmpty else { throw ServingError.invalidArgument("webhooks[\(index)].secret must not be empty") }
                 webhooks.append(.init(url: entry.url, secret: secret))
             }
-            try await ControlPlane.mapStore { try await registry.setWebhooks(webhooks) }
+            try await lifecycle.setWebhooks(webhooks)
             return try ControlPlane.response(["webhooks": webhooks.map { WebhookBody(url: $0.url, secret: $0.secret) }])
         }
         routes.get("/v2/webhooks/deliveries") { request, _ in
             let limit = try RegistryRoutes.limit(request)
-            let deliveries = try await ControlPlane.mapStore { try await registry.deliveries(limit: limit) }
+            let deliveries = try await lifecycle.deliveries(limit: limit)
             return try ControlPlane.response(["deliveries": deliveries.map { delivery in
                 DeliveryBody(
                     id: delivery.id, eventId: delivery.eventId, event: delivery.event, url: delivery.url, createdAt: delivery.createdAt,

@@ -59,7 +59,7 @@ public actor Registry {
     }
 
     private func readAll() async throws -> (Int, [String: RoutingTable.ModelPointers]) {
-        let (revision, models) = try await store.transaction { connection -> (Int, [String: RoutingTable.ModelPointers]) in
+        try await store.transaction { connection -> (Int, [String: RoutingTable.ModelPointers]) in
             let revision = try await connection.queryOne("SELECT COALESCE(MAX(id), 0) AS revision FROM registry_history")?["revision"].int ?? 0
             var models: [String: RoutingTable.ModelPointers] = [:]
             for row in try await connection.query("SELECT name FROM registry_models") {
@@ -68,23 +68,13 @@ public actor Registry {
             for (name, pointers) in try await Self.pointers(connection, model: nil) { models[name] = pointers }
             return (revision, models)
         }
-        return (revision, models)
     }
 
-    /// True when another writer committed a change since the last refresh (one cheap query).
-    public func hasNewChanges() async throws -> Bool {
-        let revision = try await store.query("SELECT COALESCE(MAX(id), 0) AS revision FROM registry_history").first?["revision"].int ?? 0
-        return revision != seenRevision
-    }
-
-    /// The models with history entries committed (by any replica) since the last refresh.
+    /// The models with history entries committed (by any replica) since the last refresh: one indexed query,
+    /// empty when nothing changed.
     public func modelsChangedSinceRefresh() async throws -> Set<String> {
         let rows = try await store.query("SELECT DISTINCT model FROM registry_history WHERE id > ?", [.integer(Int64(seenRevision))])
         return Set(rows.compactMap { $0["model"].string })
-    }
-
-    public func knownModels() async throws -> [String] {
-        try await store.query("SELECT name FROM registry_models ORDER BY name").compactMap { $0["name"].string }
     }
 
     public func versions(_ model: String) async throws -> [VersionRecord] {

@@ -32,6 +32,9 @@ public enum WebhookOutbox {
         public let deliveredAt: String?
         public let lastStatus: Int?
         public let lastError: String?
+        /// The key this delivery is signed with, kept with the row so a later change of webhooks does not re-sign
+        /// old events. Never shown by the delivery log.
+        public let secret: String
     }
 
     static let migration = Migration(id: "registry-3-webhooks", statements: [
@@ -75,7 +78,7 @@ public enum WebhookOutbox {
             id: row["id"].int ?? 0, eventId: row["event_id"].string ?? "", url: row["url"].string ?? "", event: row["event"].string ?? "",
             body: row["body"].string ?? "", createdAt: row["created_at"].string ?? "", attempts: row["attempts"].int ?? 0,
             nextAttemptAt: row["next_attempt_at"].double ?? 0, deliveredAt: row["delivered_at"].string, lastStatus: row["last_status"].int,
-            lastError: row["last_error"].string)
+            lastError: row["last_error"].string, secret: row["secret"].string ?? "")
     }
 }
 
@@ -127,11 +130,6 @@ extension Registry {
             }
             return claimed
         }
-    }
-
-    /// The secret a delivery is signed with (kept with the row, so a later change of webhooks does not re-sign old events).
-    public func secret(ofDelivery id: Int) async throws -> String? {
-        try await store.query("SELECT secret FROM registry_outbox WHERE id = ?", [.integer(Int64(id))]).first?["secret"].string
     }
 
     /// Records one attempt: delivered, or failed with the time of the next attempt.

@@ -128,18 +128,18 @@ struct WebhookTests {
 extension WebhookTests {
     @Test func theGuardsOwnWebhookHearsOfAnAutomaticRollback() async throws {
         try await WebhookReceiver.with { receiver, url in
-            try await TrafficRouteTests.withCanary { server in
+            try await TrafficRouteTests.withCanary(model: "iris_hook") { server in
                 let rule: [String: Any] = ["min_requests": 10, "max_error_rate": 0.05, "window_secs": 60, "webhook": url]
-                #expect(try await server.put("/v2/models/iris/traffic", json: TrafficRouteTests.split(90, 10, extra: ["guard": rule])).status == 200)
+                #expect(try await server.put("/v2/models/iris_hook/traffic", json: TrafficRouteTests.split(90, 10, extra: ["guard": rule])).status == 200)
                 let router = server.server.router
                 for _ in 0..<20 {
-                    router.statistics.record(model: "iris", arm: "stable", time: router.clock(), milliseconds: 1, failed: false)
-                    router.statistics.record(model: "iris", arm: "canary", time: router.clock(), milliseconds: 1, failed: true)
+                    router.statistics.record(model: "iris_hook", arm: "stable", time: router.clock(), milliseconds: 1, failed: false)
+                    router.statistics.record(model: "iris_hook", arm: "canary", time: router.clock(), milliseconds: 1, failed: true)
                 }
                 try await server.lifecycle.runTrafficGuard()
                 #expect(try await server.server.webhooks.deliverDue() == 1)
                 let event = try #require(receiver.received.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any] })
-                #expect(event["type"] as? String == "auto_rollback" && event["model"] as? String == "iris")
+                #expect(event["type"] as? String == "auto_rollback" && event["model"] as? String == "iris_hook")
                 let details = try #require(event["details"] as? [String: Any])
                 #expect(details["arm"] as? String == "canary" && details["error_rate"] as? Double == 1)
                 #expect((event["reason"] as? String)?.contains("max_error_rate") == true)

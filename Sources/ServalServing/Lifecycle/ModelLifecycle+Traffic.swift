@@ -15,9 +15,9 @@ extension ModelLifecycle {
     /// Sets the model's traffic policy after checking it: weights sum to 100, none negative, every target a known
     /// label or a version on disk. Its targets are pinned, so they load before the policy routes to them.
     public func setTraffic(model: String, policy: TrafficPolicy, actor: String, reason: String?) async throws {
-        try await requireKnownModel(model)
+        try await requireModel(model)
         let labels = registry.table.labels(model)
-        let onDisk = Set(try manager.repository.scan().first { $0.name == model }?.versions.keys.map { $0 } ?? [])
+        let onDisk = manager.repository.versionsOnDisk(model)
         do {
             try policy.validate { target in
                 if let label = target.label { return labels[label] != nil }
@@ -26,17 +26,17 @@ extension ModelLifecycle {
         } catch let error as RegistryError {
             throw ServingError.invalidArgument(error.message)
         }
-        try await mappedError { try await self.registry.setTraffic(model, policy, actor: actor, reason: reason) }
+        try await mapped { try await self.registry.setTraffic(model, policy, actor: actor, reason: reason) }
         try await manager.reconcile(only: [model])
-        publishTraffic()
+        publishPointers()
     }
 
     public func removeTraffic(model: String, actor: String, reason: String?) async throws {
-        try await requireKnownModel(model)
+        try await requireModel(model)
         guard registry.table.pointers(model)?.traffic != nil else { throw ServingError.notFound("model '\(model)' has no traffic policy") }
-        try await mappedError { try await self.registry.setTraffic(model, nil, actor: actor, reason: reason) }
+        try await mapped { try await self.registry.setTraffic(model, nil, actor: actor, reason: reason) }
         try await manager.reconcile(only: [model])
-        publishTraffic()
+        publishPointers()
     }
 
     /// One shadow target as `GET .../traffic` reports it (cumulative since this process started).
@@ -57,7 +57,7 @@ extension ModelLifecycle {
 
     /// The policy in force with each arm's live figures over the guard window (60 s without a guard).
     public func traffic(model: String) async throws -> (policy: TrafficPolicy, arms: [ArmReport])? {
-        try await requireKnownModel(model)
+        try await requireModel(model)
         guard let pointers = registry.table.pointers(model), let policy = pointers.traffic else { return nil }
         let since = router.clock() - Double(policy.guard?.windowSecs ?? 60)
         let arms = policy.routes.map { route in
@@ -96,7 +96,7 @@ extension ModelLifecycle {
                                            details: ["arm": .string(canary.name)])
             }
             try await manager.reconcile(only: [model])
-            publishTraffic()
+            publishPointers()
         }
     }
 }

@@ -15,10 +15,9 @@ public actor ModelLifecycle {
     public nonisolated let registry: Registry
     public nonisolated let router: Router
     private let logger: Logger
-    /// `model\0label\0version` of every label published as `serval_model_label_info`.
-    private var publishedLabels: Set<String> = []
-    /// `model\0target` of every arm published as `serval_traffic_weight`.
-    private var publishedWeights: Set<String> = []
+    /// `serval_model_label_info{model,label,version}` and `serval_traffic_weight{model,target}`.
+    private var labelGauges = GaugeSet(label: "serval_model_label_info")
+    private var weightGauges = GaugeSet(label: "serval_traffic_weight")
 
     /// Signs the guard's own webhook (`guard.webhook`) when set: the server's registry webhook secret.
     public nonisolated let guardWebhookSecret: String?
@@ -41,35 +40,20 @@ public actor ModelLifecycle {
             logger.error("store unreachable; serving with the last known labels", metadata: ["error": "\(error.message)"])
         }
         try await manager.reconcile(only: names)
-        publishLabels()
+        publishPointers()
     }
 
-    /// `serval_model_label_info{model,label,version} 1` for each label in force; 0 once it moved or went.
-    private func publishLabels() {
-        var current: Set<String> = []
+    /// `serval_model_label_info{model,label,version} 1` for each label in force (0 once it moved or went), and
+    /// `serval_traffic_weight{model,target}` for each arm of a policy in force.
+    func publishPointers() {
+        var labels: [[String]: Int] = [:]
+        var weights: [[String]: Int] = [:]
         for (model, pointers) in registry.table.all {
-            for (label, version) in pointers.labels { current.insert("\(model)\u{0}\(label)\u{0}\(version)") }
+            for (label, version) in pointers.labels { labels[[model, label, String(version)]] = 1 }
+            for route in pointers.traffic?.routes ?? [] { weights[[model, route.target.name]] = route.weight }
         }
-        for key in current.union(publishedLabels) {
-            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
-            Gauge(label: "serval_model_label_info", dimensions: [("model", parts[0]), ("label", parts[1]), ("version", parts[2])])
-                .record(current.contains(key) ? 1 : 0)
-        }
-        publishedLabels = current
-        publishTraffic()
-    }
-
-    /// `serval_traffic_weight{model,target}`: each arm's weight in force; 0 once the policy went.
-    func publishTraffic() {
-        var current: [String: Int] = [:]
-        for (model, pointers) in registry.table.all {
-            for route in pointers.traffic?.routes ?? [] { current["\(model)\u{0}\(route.target.name)"] = route.weight }
-        }
-        for key in Set(current.keys).union(publishedWeights) {
-            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
-            Gauge(label: "serval_traffic_weight", dimensions: [("model", parts[0]), ("target", parts[1])]).record(current[key] ?? 0)
-        }
-        publishedWeights = Set(current.keys)
+        labelGauges.publish(names: ["model", "label", "version"], labels)
+        weightGauges.publish(names: ["model", "target"], weights)
     }
 
     private func synchronize(only names: Set<String>?) async throws {
@@ -101,7 +85,7 @@ public actor ModelLifecycle {
             models = loaded
         }
         if !models.isEmpty { try await manager.reconcile(only: models) }
-        publishLabels()
+        publishPointers()
     }
 
     // MARK: - Registering versions
@@ -134,15 +118,18 @@ public actor ModelLifecycle {
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: staging, withIntermediateDirectories: true)
         defer { try? fileManager.removeItem(at: staging) }
-        let modelFile = staging.appendingPathComponent("model.onnx")
-        try file.write(to: modelFile)
-        try await Task.detached(priority: .utility) { try Self.checkLoadable(modelFile) }.value
-        let sha256 = FileDigest.sha256(of: file)
-        let registration = VersionRegistration(actor: actor, sha256: sha256, size: file.count, metadata: metadata)
-        try registration.write(to: staging)
+        // Writing, importing and hashing up to --http-max-input-size bytes is file and CPU work: off the actor.
+        let sha256 = try await Task.detached(priority: .utility) { () throws -> String in
+            let modelFile = staging.appendingPathComponent("model.onnx")
+            try file.write(to: modelFile)
+            try Self.checkLoadable(modelFile)
+            let sha256 = FileDigest.sha256(of: file)
+            try VersionRegistration(actor: actor, sha256: sha256, size: file.count, metadata: metadata).write(to: staging)
+            return sha256
+        }.value
         let modelDirectory = root.appendingPathComponent(model)
         try fileManager.createDirectory(at: modelDirectory, withIntermediateDirectories: true)
-        let onDisk = ((try? fileManager.contentsOfDirectory(atPath: modelDirectory.path)) ?? []).compactMap(Int.init)
+        let onDisk = Array(manager.repository.versionsOnDisk(model))
         let version = try await mapped { try await self.registry.nextVersion(model, onDisk: onDisk) }
         try fileManager.moveItem(at: staging, to: modelDirectory.appendingPathComponent(String(version)))
         _ = try await mapped {
@@ -185,7 +172,7 @@ public actor ModelLifecycle {
         do {
             let move = try await mapped { try await self.registry.moveLabel(model, label: label, to: number, actor: actor, reason: reason) }
             if loadedForMove { try await manager.releaseTransient(model, version: number) } else { try await manager.reconcile(only: [model]) }
-            publishLabels()
+            publishPointers()
             return move
         } catch {
             if loadedForMove { try? await manager.releaseTransient(model, version: number) }
@@ -197,7 +184,7 @@ public actor ModelLifecycle {
         try await requireModel(model)
         let move = try await mapped { try await self.registry.removeLabel(model, label: label, actor: actor, reason: reason) }
         try await manager.reconcile(only: [model])
-        publishLabels()
+        publishPointers()
         return move
     }
 
@@ -205,7 +192,7 @@ public actor ModelLifecycle {
     /// not loaded is loaded first, so the label only moves to a version that is ready.
     public func rollback(model: String, label: String, actor: String, reason: String?) async throws -> Registry.LabelMove {
         try await requireModel(model)
-        let onDisk = Set(try manager.repository.scan().first { $0.name == model }?.versions.keys.map { $0 } ?? [])
+        let onDisk = manager.repository.versionsOnDisk(model)
         // The label's rollback target is pinned and so normally loaded; if not (it was just unpinned), load it.
         var preloaded: Int?
         if let target = registry.table.pointers(model)?.previous[label], onDisk.contains(target), await manager.state(model, version: target) == nil {
@@ -223,7 +210,7 @@ public actor ModelLifecycle {
             throw error
         }
         if let preloaded { try await manager.releaseTransient(model, version: preloaded) } else { try await manager.reconcile(only: [model]) }
-        publishLabels()
+        publishPointers()
         return move
     }
 
@@ -246,7 +233,7 @@ public actor ModelLifecycle {
     public func versions(model: String) async throws -> [VersionInfo] {
         try await requireModel(model)
         let records = try await mapped { try await self.registry.versions(model) }
-        let onDisk = Set(try manager.repository.scan().first { $0.name == model }?.versions.keys.map { $0 } ?? [])
+        let onDisk = manager.repository.versionsOnDisk(model)
         let numbers = onDisk.union(records.map(\.version)).sorted()
         let labels = registry.table.labels(model)
         var rows: [VersionInfo] = []
@@ -276,21 +263,42 @@ public actor ModelLifecycle {
             logger.error("store unreachable; loading with the last known labels", metadata: ["error": "\(error.message)"])
         }
         try await manager.load(model)
-        if let actor { try? await registry.record(model, action: .load, actor: actor, details: [:], reason: nil) }
+        if let actor { await audit(model, .load, actor: actor) }
     }
 
     public func unload(model: String, actor: String) async throws {
         try await manager.unload(model)
-        try? await registry.record(model, action: .unload, actor: actor, details: [:], reason: nil)
+        await audit(model, .unload, actor: actor)
+    }
+
+    /// Load and unload already happened when they are recorded; a store that cannot take the entry is logged
+    /// (the change is not undone for it).
+    private func audit(_ model: String, _ action: HistoryAction, actor: String) async {
+        do {
+            try await registry.record(model, action: action, actor: actor, details: [:], reason: nil)
+        } catch {
+            logger.error("could not record a history entry", metadata: ["model": "\(model)", "action": "\(action.rawValue)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: - Webhooks
+
+    /// Replaces the receivers of registry events.
+    public func setWebhooks(_ webhooks: [WebhookOutbox.Webhook]) async throws {
+        try await mapped { try await self.registry.setWebhooks(webhooks) }
+    }
+
+    public func webhooks() async throws -> [WebhookOutbox.Webhook] {
+        try await mapped { try await self.registry.webhooks() }
+    }
+
+    public func deliveries(limit: Int) async throws -> [WebhookOutbox.Delivery] {
+        try await mapped { try await self.registry.deliveries(limit: limit) }
     }
 
     // MARK: - Shared checks
 
-    func requireKnownModel(_ model: String) async throws { try await requireModel(model) }
-
-    func mappedError<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T { try await mapped(body) }
-
-    private func requireModel(_ model: String) async throws {
+    func requireModel(_ model: String) async throws {
         if await manager.knows(model) { return }
         if registry.table.pointers(model) != nil { return }
         throw ServingError.notFound("unknown model '\(model)'")
@@ -302,8 +310,7 @@ public actor ModelLifecycle {
         var state = await manager.state(model, version: version)
         var loadedForMove = false
         if state == nil {
-            let onDisk = try manager.repository.scan().first { $0.name == model }?.versions[version] != nil
-            guard onDisk else { throw ServingError.notFound("model '\(model)' has no version '\(version)'") }
+            guard manager.repository.versionsOnDisk(model).contains(version) else { throw ServingError.notFound("model '\(model)' has no version '\(version)'") }
             state = try await manager.loadTransient(model, version: version)
             loadedForMove = true
         }
@@ -317,7 +324,7 @@ public actor ModelLifecycle {
     }
 
     /// Registry and store errors in serving terms: not found 404, conflict 409, store unreachable 503.
-    private func mapped<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+    func mapped<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as RegistryError {

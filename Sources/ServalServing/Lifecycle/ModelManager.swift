@@ -159,23 +159,15 @@ public actor ModelManager {
     }
 
     /// `serval_model_ready{model,version}`: 1 while a version serves, 0 once it failed or left.
-    private var publishedVersions: Set<String> = []
+    private var readiness = GaugeSet(label: "serval_model_ready")
     private func publishStates() {
-        var current = Set<String>()
+        var members: [[String]: Int] = [:]
         for (name, record) in records {
             for (version, state) in record.versions {
-                let key = "\(name)\u{0}\(version)"
-                current.insert(key)
-                var ready = 0
-                if case .ready = state { ready = 1 }
-                Gauge(label: "serval_model_ready", dimensions: [("model", name), ("version", String(version))]).record(ready)
+                if case .ready = state { members[[name, String(version)]] = 1 } else { members[[name, String(version)]] = 0 }
             }
         }
-        for key in publishedVersions.subtracting(current) {
-            let parts = key.split(separator: "\u{0}").map(String.init)
-            Gauge(label: "serval_model_ready", dimensions: [("model", parts[0]), ("version", parts[1])]).record(0)
-        }
-        publishedVersions = current
+        readiness.publish(names: ["model", "version"], members)
     }
 
     /// Compiles and warms up a version off the actor, on a detached task.
@@ -221,9 +213,6 @@ public actor ModelManager {
 
     /// The state of one version, nil when the manager does not hold it (not on disk, or outside the policy).
     public func state(_ name: String, version: Int) -> VersionState? { records[name]?.versions[version] }
-
-    /// The configuration a model was last read with (config.yaml as written, before merging what the model declares).
-    public func declaredConfig(_ name: String) -> ModelConfig? { records[name]?.config }
 
     /// True when the manager knows the model (it is in the repository and was reconciled).
     public func knows(_ name: String) -> Bool { records[name] != nil }

@@ -42,6 +42,12 @@ public struct ModelRepository: Sendable {
         }
     }
 
+    /// The version numbers on disk for one model (without reading the rest of the repository).
+    public func versionsOnDisk(_ name: String) -> Set<Int> {
+        let directory = root.appendingPathComponent(name)
+        return Set(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).compactMap { Int($0) }.filter { $0 > 0 })
+    }
+
     func entry(name: String, directory: URL) -> Entry {
         let manager = FileManager.default
         let configURL = directory.appendingPathComponent("config.yaml")

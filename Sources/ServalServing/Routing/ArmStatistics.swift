@@ -67,14 +67,20 @@ public final class TrafficStatistics: Sendable {
         }
     }
 
-    private let rings = Mutex<[String: Ring]>([:])
+    /// A model's arm, hashed from the two strings as they are: no key string built per request.
+    struct ArmKey: Hashable {
+        let model: String
+        let arm: String
+    }
+
+    private let rings = Mutex<[ArmKey: Ring]>([:])
     private let capacity: Int
 
     public init(capacity: Int = 20_000) { self.capacity = capacity }
 
     private func ring(_ model: String, _ arm: String) -> Ring {
         rings.withLock { rings in
-            let key = model + "\u{0}" + arm
+            let key = ArmKey(model: model, arm: arm)
             if let ring = rings[key] { return ring }
             let ring = Ring(capacity: capacity)
             rings[key] = ring

@@ -69,7 +69,9 @@ public final class Router: Sendable {
             }
             return Route(model: model, primary: try await manager.resolve(model, version: version))
         case .latest:
-            if let pointers = table.pointers(model), let policy = pointers.traffic {
+            // One read of the table: the policy if there is one, else the stable label.
+            let pointers = table.pointers(model)
+            if let pointers, let policy = pointers.traffic {
                 let bucket = routingKey.map(Self.bucket(for:)) ?? random()
                 let chosen = policy.route(forBucket: bucket)
                 guard let version = pointers.version(of: chosen.target) else {
@@ -83,10 +85,7 @@ public final class Router: Sendable {
                 }
                 return Route(model: model, primary: try await manager.resolve(model, version: version), shadows: copies, arm: chosen.target.name)
             }
-            if let stable = table.version(model, label: Self.defaultLabel) {
-                return Route(model: model, primary: try await manager.resolve(model, version: stable))
-            }
-            return Route(model: model, primary: try await manager.resolve(model))
+            return Route(model: model, primary: try await manager.resolve(model, version: pointers?.labels[Self.defaultLabel]))
         }
     }
 
@@ -107,11 +106,6 @@ public final class Router: Sendable {
             }
             throw error
         }
-    }
-
-    /// Resolves and runs in one call, for callers whose codec does not need the signature first.
-    public func infer(_ request: InferenceRequest, model: String, _ selector: ModelSelector) async throws -> InferenceResponse {
-        try await infer(request, on: try await route(model, selector, routingKey: request.routingKey))
     }
 
     /// The version `selector` resolves to without requiring it to be ready (for status and readiness calls).

@@ -25,11 +25,11 @@ public final class ShadowRunner: Sendable {
 
     /// Figures by model and target, shared with the worker.
     final class Book: Sendable {
-        private let state = Mutex<[String: Figures]>([:])
+        private let state = Mutex<[TrafficStatistics.ArmKey: Figures]>([:])
         func update(_ model: String, _ target: String, _ change: (inout Figures) -> Void) {
-            state.withLock { change(&$0[model + "\u{0}" + target, default: Figures()]) }
+            state.withLock { change(&$0[.init(model: model, arm: target), default: Figures()]) }
         }
-        func read(_ model: String, _ target: String) -> Figures { state.withLock { $0[model + "\u{0}" + target] ?? Figures() } }
+        func read(_ model: String, _ target: String) -> Figures { state.withLock { $0[.init(model: model, arm: target)] ?? Figures() } }
     }
 
     private let continuation: AsyncStream<Job>.Continuation
