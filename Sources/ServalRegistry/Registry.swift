@@ -161,8 +161,7 @@ public actor Registry {
             guard let current = try await Self.currentTarget(connection, model, label) else {
                 throw RegistryError(.notFound, "model '\(model)' has no label '\(label)'")
             }
-            try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
-                                         [.text(model), .text(label), .integer(Int64(current))])
+            try await Self.pushPast(connection, model, label, current)
             try await connection.execute("DELETE FROM registry_labels WHERE model = ? AND label = ?", [.text(model), .text(label)])
             try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: .unlabel,
                                          details: ["label": .string(label), "from": .string(String(current)), "to": nil], reason: reason)
@@ -175,8 +174,7 @@ public actor Registry {
     /// Moves `label` back to the target it had before its last move. Each further rollback walks one step
     /// further back; targets for which `isAvailable` is false (versions that are gone) are skipped.
     public func rollback(
-        _ model: String, label: String, actor: String, reason: String?, action: HistoryAction = .rollback,
-        details extra: [String: JSONDocument] = [:], isAvailable: @escaping @Sendable (Int) -> Bool
+        _ model: String, label: String, actor: String, reason: String?, isAvailable: @escaping @Sendable (Int) -> Bool
     ) async throws -> LabelMove {
         let time = StoreClock.timestamp(now())
         let move = try await store.transaction { connection -> LabelMove in
@@ -190,9 +188,8 @@ public actor Registry {
                 try await connection.execute("DELETE FROM registry_label_past WHERE id = ?", [.integer(Int64(id))])
                 guard version != current, isAvailable(version) else { continue }
                 try await Self.setLabel(connection, model, label, version, time: time)
-                var details: [String: JSONDocument] = ["label": .string(label), "from": JSONDocument(current.map(String.init)), "to": .string(String(version))]
-                details.merge(extra) { $1 }
-                try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: action, details: details, reason: reason)
+                try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: .rollback,
+                                             details: ["label": .string(label), "from": JSONDocument(current.map(String.init)), "to": .string(String(version))], reason: reason)
                 return LabelMove(label: label, from: current, to: version)
             }
             throw RegistryError(.conflict, "label '\(label)' of model '\(model)' has no earlier target to roll back to")
@@ -308,12 +305,15 @@ public actor Registry {
     /// returns the previous target.
     static func pointLabel(_ connection: any StoreConnection, _ model: String, _ label: String, to version: Int, time: String) async throws -> Int? {
         let current = try await currentTarget(connection, model, label)
-        if let current, current != version {
-            try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
-                                         [.text(model), .text(label), .integer(Int64(current))])
-        }
+        if let current, current != version { try await pushPast(connection, model, label, current) }
         try await setLabel(connection, model, label, version, time: time)
         return current
+    }
+
+    /// Puts `version` on top of the label's undo stack.
+    static func pushPast(_ connection: any StoreConnection, _ model: String, _ label: String, _ version: Int) async throws {
+        try await connection.execute("INSERT INTO registry_label_past (model, label, version) VALUES (?, ?, ?)",
+                                     [.text(model), .text(label), .integer(Int64(version))])
     }
 
     static func currentTarget(_ connection: any StoreConnection, _ model: String, _ label: String) async throws -> Int? {
