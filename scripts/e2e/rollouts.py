@@ -5,15 +5,17 @@
 1. register version 2 of iris with a curl multipart upload, with lineage
 2. point `stable` at 1: unversioned requests follow it (model_version and the Serval-Model-Version header)
 3. roll `stable` back and forward: the previous target answers the very next request
-4. restart on the same data directory: labels and history are kept
+4. restart on the same data directory: labels, the traffic policy and history are kept
 5. the CLI (serval models register/label/rollback/history) against the same server, dataset md5 as DVC computes it
-6. two replicas on one PostgreSQL: a label moved through one is in force on the other within 2 s
-7. the database goes away: inference keeps serving with the last state, a label move answers 503
+6. kill -9 in the middle of an upload: no partial version, registered versions intact
+7. two replicas on one PostgreSQL: a label moved through one is in force on the other within 2 s
+8. the database goes away: inference keeps serving with the last state, a label move answers 503
 Prints one "ok"/"FAIL" line per check and exits non-zero on any failure.
 """
 import json
 import os
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -90,6 +92,9 @@ check("stable -> 2 accepted", server.put_label("stable", "2", "bob").status_code
 rollback = requests.post(server.url + "/v2/models/iris/labels/stable/rollback", json={"reason": "bad canary"}, headers={"Serval-Actor": "oncall"})
 check("rollback moves stable back to 1", rollback.status_code == 200 and rollback.json().get("version") == "1", rollback.text)
 check("the next request is served by the restored stable", server.infer_version() == ("1", "1"), server.infer_version())
+policy = {"routes": [{"label": "stable", "weight": 100}, {"version": "2", "weight": 0}]}
+check("a traffic policy is set", requests.put(server.url + "/v2/models/iris/traffic", json=policy).status_code == 200)
+arms_before = [(a["target"], a["weight"]) for a in requests.get(server.url + "/v2/models/iris/traffic").json()["arms"]]
 history_before = requests.get(server.url + "/v2/models/iris/history").json()["entries"]
 server.stop()
 
@@ -97,6 +102,8 @@ server = Server(repository, "--data-dir", data)
 labels = requests.get(server.url + "/v2/models/iris/labels").json()["labels"]
 check("restart keeps labels", labels == {"stable": "1"}, labels)
 check("restart keeps history", requests.get(server.url + "/v2/models/iris/history").json()["entries"] == history_before)
+arms_after = [(a["target"], a["weight"]) for a in requests.get(server.url + "/v2/models/iris/traffic").json()["arms"]]
+check("restart keeps the traffic policy", arms_after == arms_before, arms_after)
 check("restart keeps serving stable", server.infer_version() == ("1", "1"), server.infer_version())
 
 # The CLI is a client of the same API.
@@ -116,6 +123,22 @@ history = cli("history", "iris", "--json")
 check("serval models history shows the rollback first", json.loads(history.stdout)["entries"][0]["reason"] == "cli rollback", history.stdout)
 missing = cli("versions", "nope")
 check("an unknown model is a one-line error and exit 1", missing.returncode == 1 and missing.stderr.strip().count("\n") == 0 and "unknown model 'nope'" in missing.stderr, missing.stderr)
+server.stop()
+
+# kill -9 in the middle of an upload: no partial version, no staging folder, the registered versions intact.
+server = Server(repository, "--data-dir", data)
+versions_before = [v["version"] for v in requests.get(server.url + "/v2/models/iris/versions").json()["versions"]]
+upload = socket.create_connection(("127.0.0.1", server.port))
+head = b'--cut\r\nContent-Disposition: form-data; name="model"; filename="m.onnx"\r\n\r\n'
+upload.sendall(b"POST /v2/models/iris/versions HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=cut\r\n"
+               + f"Content-Length: {len(head) + 100000}\r\n\r\n".encode() + head + open(f"{repository}/iris/1/model.onnx", "rb").read())
+server.process.kill()
+server.process.wait(timeout=30)
+upload.close()
+check("kill -9 mid-upload leaves no staging folder", not [n for n in os.listdir(repository) if n.startswith(".")], os.listdir(repository))
+server = Server(repository, "--data-dir", data)
+versions_after = [v["version"] for v in requests.get(server.url + "/v2/models/iris/versions").json()["versions"]]
+check("after kill -9 the registered versions are intact and no partial one appeared", versions_after == versions_before, versions_after)
 server.stop()
 
 first = Server(repository, "--database-url", database_url)
