@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ServalEngine
 import ServalONNX
 
 /// `serval conformance DATA_DIR [--allow-list FILE]`: runs ONNX backend test cases.
@@ -26,20 +27,38 @@ struct ConformanceCommand: ParsableCommand {
     @Flag(name: .long, help: "Print every case, not only failures.")
     var verbose = false
 
+    /// Allow-list requirements (`NAME requires=CAPABILITY`): cases whose expected output only this hardware path
+    /// reproduces, such as outputs that need every channel's sum rounded identically.
+    static let capabilities: [String: Bool] = ["avx512-gemm": EngineCapabilities.packedFloatGEMM]
+
     func run() throws {
         let suite = ConformanceSuite(root: URL(fileURLWithPath: dataDirectory))
         let available = suite.caseNames()
         guard !available.isEmpty else { throw ValidationError("no test cases (model.onnx) under \(dataDirectory)") }
         var selected = available
         var listed = Set<String>()
+        var unmet: [String: String] = [:]  // case → the requirement this machine lacks
         if let allowList {
             let text: String
             do { text = try String(contentsOfFile: allowList, encoding: .utf8) } catch { throw ValidationError("cannot read allow-list \(allowList)") }
             for line in text.split(separator: "\n") {
                 let entry = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0].trimmingCharacters(in: .whitespaces)
-                if !entry.isEmpty { listed.insert(entry) }
+                let fields = entry.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                guard let name = fields.first else { continue }
+                for requirement in fields.dropFirst() {
+                    guard requirement.hasPrefix("requires=") else { throw ValidationError("allow-list \(allowList): unknown field '\(requirement)' for \(name)") }
+                    let capability = String(requirement.dropFirst("requires=".count))
+                    guard let available = Self.capabilities[capability] else {
+                        throw ValidationError("allow-list \(allowList): unknown requirement '\(capability)' for \(name); known: \(Self.capabilities.keys.sorted())")
+                    }
+                    if !available { unmet[name] = capability }
+                }
+                listed.insert(name)
             }
-            selected = listed.sorted()
+            selected = listed.filter { unmet[$0] == nil }.sorted()
+            for (name, capability) in unmet.sorted(by: { $0.key < $1.key }) {
+                print("SKIP \(name): requires \(capability), which this CPU lacks")
+            }
         }
         let known = Set(available)
         var passed: [String] = []

@@ -54,7 +54,12 @@ struct ParallelKernelTests {
         for threads in [2, 3] {
             let many = try #require(try Session(graph: graph, options: SessionOptions(intraOpThreads: threads)).run(["x": x])["y"]?.tensor)
             #expect(many.shape == [2, 96, 256])
-            #expect(many.scalars(as: Float.self) == one.scalars(as: Float.self), "\(threads) threads")
+            // Our kernels split work without changing any element's order of operations, so they match exactly. Where
+            // the CPU lacks AVX-512, weight GEMMs run on OpenBLAS, whose kernels round differently for different
+            // panel widths: those elements agree to float precision, not bit for bit.
+            let (a, b) = (many.scalars(as: Float.self), one.scalars(as: Float.self))
+            let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+            #expect(worst <= 1e-5, "\(threads) threads: largest relative difference \(worst)")
         }
     }
 

@@ -21,6 +21,13 @@ struct PackedFloatMatrix: Sendable {
     }
 }
 
+/// What this CPU runs the engine's kernels on, for callers whose expectations depend on it (the conformance
+/// runner's hardware-dependent cases).
+public enum EngineCapabilities {
+    /// Float GEMMs with constant weights run on the AVX-512 packed kernel (else on OpenBLAS).
+    public static var packedFloatGEMM: Bool { PackedFloatMatrix.available }
+}
+
 extension RunContext {
     /// C[m×n] = A[m×k] · B for a packed B, cut over the intra-op threads by 32-column blocks.
     func sgemm(m: Int, a: UnsafePointer<Float>, lda: Int, packed b: PackedFloatMatrix, c: UnsafeMutablePointer<Float>, ldc: Int) {
