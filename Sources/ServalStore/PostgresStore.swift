@@ -43,7 +43,7 @@ public final class PostgresStore: Store {
         self.location = "postgres://\(host):\(components.port ?? 5432)/\(database)"
         self.runner = Task { await client.run() }
         do {
-            try await Self.bounded(timeout, location: location) { try await client.query("SELECT 1", logger: logger) }
+            _ = try await Self.bounded(timeout, location: location) { try await client.query("SELECT 1", logger: logger) }
         } catch {
             runner.cancel()
             throw StoreError(.unavailable, "cannot reach \(location): \(Self.describe(error))")
@@ -75,10 +75,14 @@ public final class PostgresStore: Store {
         }
     }
 
-    public func migrate(_ migrations: [Migration]) async throws {
-        // One replica at a time: an advisory lock held by the migrating transaction.
-        try await transaction { try await $0.execute("SELECT pg_advisory_xact_lock(7420531)") }
-        try await runMigrations(migrations)
+    public func migrate(_ migrations: [Migration]) async throws { try await runMigrations(migrations) }
+
+    public func listen(_ channel: String, onNotification: @escaping @Sendable () -> Void) async throws {
+        try await client.withConnection { connection in
+            try await connection.listen(on: channel) { notifications in
+                for try await _ in notifications { onNotification() }
+            }
+        }
     }
 
     public func close() async {

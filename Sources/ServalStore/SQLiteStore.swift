@@ -38,18 +38,28 @@ public final class SQLiteStore: Store {
         return try await lock.withLock {
             let connection = SQLiteConnection(queue: queue)
             try await connection.run("BEGIN IMMEDIATE")
+            let value: T
             do {
-                let value = try await body(connection)
-                try await connection.run("COMMIT")
-                return value
+                value = try await body(connection)
             } catch {
-                try? await connection.run("ROLLBACK")
+                // GRDB's async access refuses to start in a cancelled task, so COMMIT and ROLLBACK run in a task
+                // of their own: a cancelled caller must never leave the connection inside an open transaction.
+                try? await Task { try await connection.run("ROLLBACK") }.value
                 throw error
             }
+            do {
+                try await Task { try await connection.run("COMMIT") }.value
+            } catch {
+                try? await Task { try await connection.run("ROLLBACK") }.value
+                throw StoreError(.statement, "commit failed: \(error)")
+            }
+            return value
         }
     }
 
     public func migrate(_ migrations: [Migration]) async throws { try await runMigrations(migrations) }
+
+    public func listen(_ channel: String, onNotification: @escaping @Sendable () -> Void) async throws {}
 
     public func close() async {
         try? queue.close()

@@ -35,6 +35,9 @@ public protocol Store: Sendable {
     func migrate(_ migrations: [Migration]) async throws
     /// Releases connections; further calls fail.
     func close() async
+    /// Calls `onNotification` for each `NOTIFY channel` until the task is cancelled (PostgreSQL's LISTEN, so other
+    /// processes sharing the database can wake this one). SQLite has one process per file: it returns at once.
+    func listen(_ channel: String, onNotification: @escaping @Sendable () -> Void) async throws
 }
 
 extension Store {
@@ -103,14 +106,20 @@ public enum StoreFactory {
 }
 
 extension Store {
-    /// The shared migration runner: a `serval_migrations` table records which steps ran.
+    /// The shared migration runner: a `serval_migrations` table records which steps ran. On PostgreSQL each step
+    /// holds an advisory lock for its transaction, so processes starting together apply each step once.
     func runMigrations(_ migrations: [Migration]) async throws {
+        let dialect = self.dialect
+        let lock: @Sendable (any StoreConnection) async throws -> Void = { connection in
+            if dialect == .postgres { try await connection.execute("SELECT pg_advisory_xact_lock(7420531)") }
+        }
         try await transaction { connection in
+            try await lock(connection)
             try await connection.execute("CREATE TABLE IF NOT EXISTS serval_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
         }
         for migration in migrations {
-            let dialect = self.dialect
             try await transaction { connection in
+                try await lock(connection)
                 if try await connection.queryOne("SELECT id FROM serval_migrations WHERE id = ?", [.text(migration.id)]) != nil { return }
                 for statement in migration.sql(for: dialect) { try await connection.execute(statement) }
                 try await connection.execute("INSERT INTO serval_migrations (id, applied_at) VALUES (?, ?)", [.text(migration.id), .text(StoreClock.timestamp(Date()))])

@@ -1,6 +1,7 @@
 import Foundation
 import ServalRegistry
 import ServalStore
+import ServalTestSupport
 import Testing
 
 @Suite("Registry: labels, rollback, history (SQLite and PostgreSQL)")

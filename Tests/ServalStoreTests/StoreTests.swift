@@ -1,5 +1,6 @@
 import Foundation
 import ServalStore
+import ServalTestSupport
 import Testing
 
 @Suite("Store (SQLite and PostgreSQL)")
@@ -22,6 +23,26 @@ struct StoreTests {
         #expect(rows[1]["name"] == .text("literal ?"))
         #expect(rows[1]["amount"].isNull && rows[1]["payload"].isNull)
         #expect(rows[1]["id"].int == rows[0]["id"].int.map { $0 + 1 })
+        await store.close()
+    }
+
+    /// A caller cancelled mid-transaction (a worker stopping at shutdown) must not leave the connection inside an
+    /// open transaction: the store goes on taking transactions, and the cancelled one committed all or nothing.
+    @Test(arguments: TestStores.backends)
+    func aCancelledTransactionLeavesTheStoreUsable(_ backend: SQLDialect) async throws {
+        let store = try await TestStores.make(backend)
+        try await store.migrate(Self.schema)
+        let cancelled = Task {
+            try await store.transaction { connection in
+                try await connection.execute("INSERT INTO items (name) VALUES (?)", [.text("first")])
+                withUnsafeCurrentTask { $0?.cancel() }
+                try await connection.execute("INSERT INTO items (name) VALUES (?)", [.text("second")])
+            }
+        }
+        _ = await cancelled.result
+        #expect([0, 2].contains(try await store.query("SELECT name FROM items").count))
+        try await store.execute("INSERT INTO items (name) VALUES (?)", [.text("after")])
+        #expect(try await store.query("SELECT name FROM items WHERE name = 'after'").count == 1)
         await store.close()
     }
 

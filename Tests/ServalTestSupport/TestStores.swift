@@ -14,7 +14,8 @@ public enum TestStores {
             return try SQLiteStore(directory: temporaryDirectory())
         case .postgres:
             let url = try require(ProcessInfo.processInfo.environment["SERVAL_TEST_DATABASE_URL"])
-            return try await PostgresStore(url: try await freshDatabase(admin: url))
+            // A loaded CI machine can queue 20 concurrent transactions past the 5 s production bound.
+            return try await PostgresStore(url: try await freshDatabase(admin: url), timeout: .seconds(30))
         }
     }
 
