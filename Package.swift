@@ -68,9 +68,19 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ServalJobs",
+            dependencies: [
+                "ServalServing", "ServalWire", "ServalStore", "ServalRegistry", "ServalTensor",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "ServalHTTP",
             dependencies: [
-                "ServalServing", "ServalRegistry", "ServalWire",
+                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "MultipartKit", package: "multipart-kit"),
@@ -96,7 +106,7 @@ let package = Package(
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire",
+                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -120,14 +130,15 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalWire", "ServalTensor"], path: "Tests/ServalTestSupport"),
+        .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalWire", "ServalTensor", "ServalStore"], path: "Tests/ServalTestSupport"),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
-        .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry"]),
+        .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry", "ServalTestSupport"]),
+        .testTarget(name: "ServalJobsTests", dependencies: ["ServalJobs", "ServalStore", "ServalRegistry", "ServalTestSupport"]),
         .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalWire", "ServalRegistry", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",
             dependencies: [
-                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalWire", "ServalTestSupport",
+                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]

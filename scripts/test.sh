@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, the full-size encoder
-# golden check, interop with the peers' clients, the rollout script, then swift test.
+# golden check, interop with the peers' clients, the rollout, traffic and jobs scripts, then swift test.
 # Needs a Debian machine with the Swift toolchain; installs what is missing (apt, a Python venv in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,5 +55,8 @@ echo "== Rollouts end to end: register, labels, rollback, restart, two replicas 
 echo "== Traffic end to end: 80/20 split, sticky keys, shadow, guard rollback of a slow canary, progressive promotion"
 .venv/bin/python scripts/e2e/traffic.py "$serval"
 
-echo "== swift test (store and registry suites on SQLite and PostgreSQL)"
+echo "== Async jobs end to end: kill -9 mid-run on SQLite, and one of two workers on PostgreSQL"
+.venv/bin/python scripts/e2e/jobs.py "$serval" "$(pg_database e2e_jobs)"
+
+echo "== swift test (store, registry and job-queue suites on SQLite and PostgreSQL)"
 SERVAL_TEST_DATABASE_URL="$pg_url" swift test --skip-build

@@ -1,24 +1,14 @@
 import Hummingbird
+import ServalJobs
 import ServalServing
 import ServalWire
 
 /// The one place where errors become HTTP answers: always `{"error": "..."}`, status by error kind
 /// (the KServe/Triton and TF Serving conventions agree on these).
 enum ErrorResponses {
-    static func status(_ kind: ServingError.Kind) -> HTTPResponse.Status {
-        switch kind {
-        case .invalidArgument, .unsupported, .cancelled: return .badRequest
-        case .notFound: return .notFound
-        case .conflict: return .conflict
-        case .unavailable, .resourceExhausted: return .serviceUnavailable
-        case .payloadTooLarge: return .contentTooLarge
-        case .deadlineExceeded: return .gatewayTimeout
-        case .internalError: return .internalServerError
-        }
-    }
-
     static func response(_ error: Error) -> Response {
-        if let serving = error as? ServingError { return json(status(serving.kind), message: serving.message) }
+        if let serving = error as? ServingError { return json(HTTPResponse.Status(code: serving.httpStatus), message: serving.message) }
+        if let job = error as? JobError { return json(HTTPResponse.Status(code: job.status), message: job.message) }
         if let syntax = error as? JSONSyntaxError { return json(.badRequest, message: syntax.description) }
         if let http = error as? HTTPError { return json(http.status, message: http.body ?? http.status.reasonPhrase) }
         if let http = error as? any HTTPResponseError { return json(http.status, message: "\(error)") }

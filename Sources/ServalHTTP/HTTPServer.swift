@@ -5,6 +5,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import Prometheus
+import ServalJobs
 import ServalServing
 import ServiceLifecycle
 import ServalWire
@@ -31,7 +32,7 @@ public struct HTTPConfiguration: Sendable {
 /// all over one `ModelLifecycle` (and its `Router`).
 public enum HTTPServer {
     public static func makeApplication(
-        lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState = ServerState(),
+        lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState = ServerState(), jobs: JobService? = nil,
         services: [any Service] = [], metrics: PrometheusCollectorRegistry? = nil, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
@@ -49,13 +50,14 @@ public enum HTTPServer {
                          body: .init(byteBuffer: ByteBuffer(string: ServalMetrics.scrape(metrics))))
             }
         }
-        let shared = RouteContext(lifecycle: lifecycle, configuration: configuration, state: state)
+        let shared = RouteContext(lifecycle: lifecycle, configuration: configuration, state: state, jobs: jobs)
         KServeRoutes(shared).register(&builder)
         RepositoryRoutes(shared).register(&builder)
         TFServingRoutes(shared).register(&builder)
         RegistryRoutes(shared).register(&builder)
         TrafficRoutes(shared).register(&builder)
         WebhookRoutes(shared).register(&builder)
+        if let jobs { JobRoutes(shared: shared, jobs: jobs).register(&builder) }
         return Application(
             router: router,
             server: .http1(configuration: .init(additionalChannelHandlers: [ClientDisconnectHandler()])),
@@ -71,11 +73,14 @@ struct RouteContext: Sendable {
     let lifecycle: ModelLifecycle
     let configuration: HTTPConfiguration
     let state: ServerState
+    /// The async jobs API; nil when this server has none.
+    let jobs: JobService?
     var router: ServalServing.Router { lifecycle.router }
     var manager: ModelManager { lifecycle.manager }
 
-    init(lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState) {
+    init(lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState, jobs: JobService?) {
         self.lifecycle = lifecycle
+        self.jobs = jobs
         self.configuration = configuration
         self.state = state
     }
@@ -102,4 +107,7 @@ enum HTTPHeaders {
     static let actor = HTTPField.Name("Serval-Actor")!
     static let routingKey = HTTPField.Name("Serval-Routing-Key")!
     static let inferenceHeaderLength = HTTPField.Name("Inference-Header-Content-Length")!
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let prefer = HTTPField.Name("Prefer")!
+    static let preferenceApplied = HTTPField.Name("Preference-Applied")!
 }

@@ -39,6 +39,12 @@ struct KServeRoutes {
                 let name = try context.parameters.require("model")
                 let selector = try ModelSelector.parse(version: context.parameters.get("version"), model: name)
                 let body = try await shared.collect(request)
+                // RFC 7240 `Prefer: respond-async`: the same call as POST .../jobs.
+                if let jobs = shared.jobs, JobRoutes.prefersAsync(request) {
+                    var response = try await JobRoutes.submit(jobs, model: name, selector: selector, request: request, body: body)
+                    response.headers[HTTPHeaders.preferenceApplied] = "respond-async"
+                    return response
+                }
                 return try await ConnectionWatch.cancellingOnDisconnect(context) {
                     try await Self.infer(shared, model: name, selector: selector, request: request, body: body)
                 }

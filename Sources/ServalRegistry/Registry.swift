@@ -41,6 +41,10 @@ public actor Registry {
             "CREATE TABLE registry_traffic (model TEXT PRIMARY KEY, policy TEXT NOT NULL, updated_at TEXT NOT NULL)",
         ]),
         WebhookOutbox.migration,
+        Migration(id: "registry-4-outbox-attempts", statements: [
+            "CREATE INDEX registry_outbox_event ON registry_outbox (event_id)",
+            "ALTER TABLE registry_outbox ADD COLUMN attempt_log TEXT NOT NULL DEFAULT '[]'",
+        ]),
     ]
 
     // MARK: - Reading

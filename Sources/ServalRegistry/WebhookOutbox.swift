@@ -32,9 +32,18 @@ public enum WebhookOutbox {
         public let deliveredAt: String?
         public let lastStatus: Int?
         public let lastError: String?
+        /// Every attempt so far, oldest first.
+        public let attemptLog: [Attempt]
         /// The key this delivery is signed with, kept with the row so a later change of webhooks does not re-sign
         /// old events. Never shown by the delivery log.
         public let secret: String
+    }
+
+    /// One send of a delivery.
+    public struct Attempt: Sendable, Equatable, Codable {
+        public var time: String
+        public var status: Int?
+        public var error: String?
     }
 
     static let migration = Migration(id: "registry-3-webhooks", statements: [
@@ -73,12 +82,35 @@ public enum WebhookOutbox {
         }
     }
 
+    /// Queues one delivery of an event that is not a registry change (an async job's callback) inside the caller's
+    /// transaction, so it commits together with the state change it announces. `eventId` names the subject (the
+    /// job id) and is sent as `Serval-Event-Id`.
+    public static func enqueue(
+        _ connection: any StoreConnection, eventId: String, event: String, url: String, body: String, secret: String, time: String, now: Double
+    ) async throws {
+        try await connection.execute(
+            "INSERT INTO registry_outbox (event_id, url, event, body, secret, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [.text(eventId), .text(url), .text(event), .text(body), .text(secret), .text(time), .real(now)])
+    }
+
+    /// The deliveries queued for one event id, oldest first.
+    public static func deliveries(_ connection: any StoreConnection, eventId: String) async throws -> [Delivery] {
+        try await connection.query("SELECT * FROM registry_outbox WHERE event_id = ? ORDER BY id", [.text(eventId)]).map(delivery)
+    }
+
+    /// Removes the deliveries of the given event ids (a purged job takes its callback log with it).
+    public static func remove(_ connection: any StoreConnection, eventIds: [String]) async throws {
+        for id in eventIds { try await connection.execute("DELETE FROM registry_outbox WHERE event_id = ?", [.text(id)]) }
+    }
+
     static func delivery(_ row: SQLRow) -> Delivery {
         Delivery(
             id: row["id"].int ?? 0, eventId: row["event_id"].string ?? "", url: row["url"].string ?? "", event: row["event"].string ?? "",
             body: row["body"].string ?? "", createdAt: row["created_at"].string ?? "", attempts: row["attempts"].int ?? 0,
             nextAttemptAt: row["next_attempt_at"].double ?? 0, deliveredAt: row["delivered_at"].string, lastStatus: row["last_status"].int,
-            lastError: row["last_error"].string, secret: row["secret"].string ?? "")
+            lastError: row["last_error"].string,
+            attemptLog: (try? JSONDecoder().decode([Attempt].self, from: Data((row["attempt_log"].string ?? "[]").utf8))) ?? [],
+            secret: row["secret"].string ?? "")
     }
 }
 
@@ -132,11 +164,22 @@ extension Registry {
         }
     }
 
-    /// Records one attempt: delivered, or failed with the time of the next attempt.
+    /// Records one attempt: delivered, or failed with the time of the next attempt. Each attempt is appended to
+    /// the delivery's `attempt_log` (time, status, error).
     public func recordAttempt(_ id: Int, status: Int?, error: String?, delivered: Bool, nextAttemptAt: Double) async throws {
-        try await store.execute(
-            "UPDATE registry_outbox SET attempts = attempts + 1, last_status = ?, last_error = ?, delivered_at = ?, next_attempt_at = ? WHERE id = ?",
-            [SQLValue(status), SQLValue(error), delivered ? .text(StoreClock.timestamp(Date())) : .null, .real(nextAttemptAt), .integer(Int64(id))])
+        let time = StoreClock.timestamp(Date())
+        try await store.transaction { connection in
+            let row = try await connection.queryOne("SELECT attempt_log FROM registry_outbox WHERE id = ?", [.integer(Int64(id))])
+            var log = (try? JSONDecoder().decode([WebhookOutbox.Attempt].self, from: Data((row?["attempt_log"].string ?? "[]").utf8))) ?? []
+            log.append(WebhookOutbox.Attempt(time: time, status: status, error: error))
+            let text = String(decoding: try JSONEncoder().encode(log), as: UTF8.self)
+            try await connection.execute(
+                """
+                UPDATE registry_outbox SET attempts = attempts + 1, last_status = ?, last_error = ?, delivered_at = ?, next_attempt_at = ?,
+                  attempt_log = ? WHERE id = ?
+                """,
+                [SQLValue(status), SQLValue(error), delivered ? .text(time) : .null, .real(nextAttemptAt), .text(text), .integer(Int64(id))])
+        }
     }
 
     public func deliveries(limit: Int = 100) async throws -> [WebhookOutbox.Delivery] {

@@ -3,6 +3,7 @@ import Logging
 import Prometheus
 import ServalGRPC
 import ServalHTTP
+import ServalJobs
 import ServalRegistry
 import ServalServing
 import ServalStore
@@ -29,9 +30,17 @@ public struct ServerOptions: Sendable {
     /// How often queued webhook events are sent; nil: never (tests drive `webhooks.deliverDue()`).
     public var webhookInterval: Duration? = .milliseconds(500)
     public var http: HTTPConfiguration
+    /// false: no HTTP or gRPC listener, only the background services and job workers (`serval worker`).
+    public var frontends = true
     /// nil: no gRPC listener.
     public var grpc: GRPCConfiguration?
     public var exitTimeout: Duration = .seconds(30)
+    /// Async jobs: `--job-workers` (0: this process runs none, the API still takes them), lease, result TTL.
+    public var jobWorkers = JobWorkerSettings()
+    /// `--job-max-attempts`: attempts of a job that does not set `parameters.max_attempts`.
+    public var jobMaxAttempts = 3
+    /// Seconds before the second attempt of a failed job (doubling after each, capped at 60).
+    public var jobRetryBase: Double = 1
     /// Tests wrap each version's executor to hold batches in flight.
     public var executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
 
@@ -56,8 +65,10 @@ public final class ServalServer: Sendable {
     public let registry: Registry
     public let lifecycle: ModelLifecycle
     public let state: ServerState
-    /// Sends queued registry events.
+    /// Sends queued registry events and job callbacks.
     public let webhooks: WebhookDelivery
+    /// The async jobs API and its queue.
+    public let jobs: JobService
     private let services: [any Service]
     private let exitTimeout: Duration
     private let logger: Logger
@@ -91,6 +102,10 @@ public final class ServalServer: Sendable {
         }
         let state = ServerState()
         self.state = state
+        let queue = try await JobQueue(store: store, callbackSecret: options.webhookSecret ?? "", retryBase: options.jobRetryBase)
+        jobs = JobService(queue: queue, runner: JobRunner(router: lifecycle.router), defaultMaxAttempts: options.jobMaxAttempts)
+        var workerSettings = options.jobWorkers
+        workerSettings.ownsQueue = store.dialect == .sqlite
         var background: [any Service] = [PeriodicService.storeWatcher(lifecycle, interval: options.storeRefreshInterval, logger: logger)]
         if let interval = options.webhookInterval {
             background.append(PeriodicService.webhookSender(webhooks, interval: interval, logger: logger))
@@ -101,13 +116,21 @@ public final class ServalServer: Sendable {
         if options.controlMode == .poll {
             background.append(PeriodicService.repositoryPoller(lifecycle, interval: options.repositoryPollInterval, logger: logger))
         }
-        let app = HTTPServer.makeApplication(
-            lifecycle: lifecycle, configuration: options.http, state: state, services: background, metrics: metrics, logger: logger,
-            onServerRunning: onHTTPListening)
-        // The group shuts down in reverse order: readiness flips first, then gRPC and HTTP drain.
-        var services: [any Service] = [app]
-        if let grpc = options.grpc {
+        // The group shuts down in reverse order: readiness flips first, then the job workers, gRPC and HTTP drain.
+        var services: [any Service] = []
+        if options.frontends {
+            services.append(HTTPServer.makeApplication(
+                lifecycle: lifecycle, configuration: options.http, state: state, jobs: jobs, services: background, metrics: metrics, logger: logger,
+                onServerRunning: onHTTPListening))
+        } else {
+            services += background
+        }
+        if options.frontends, let grpc = options.grpc {
             services.append(GRPCFrontend(lifecycle: lifecycle, configuration: grpc, state: state, onListening: onGRPCListening))
+        }
+        if workerSettings.workers > 0 {
+            // After the frontends, so it drains before them (the group stops services in reverse order).
+            services.append(JobWorker(queue: queue, runner: jobs.runner, doorbell: jobs.doorbell, settings: workerSettings, logger: logger))
         }
         services.append(DrainOnShutdown(state: state))
         self.services = services

@@ -37,6 +37,19 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
 
     public var description: String { message }
 
+    /// The HTTP status of this kind of error (KServe/Triton and TF Serving agree on these).
+    public var httpStatus: Int {
+        switch kind {
+        case .invalidArgument, .unsupported, .cancelled: return 400
+        case .notFound: return 404
+        case .conflict: return 409
+        case .unavailable, .resourceExhausted: return 503
+        case .payloadTooLarge: return 413
+        case .deadlineExceeded: return 504
+        case .internalError: return 500
+        }
+    }
+
     public static func invalidArgument(_ message: String) -> ServingError { ServingError(.invalidArgument, message) }
     public static func notFound(_ message: String) -> ServingError { ServingError(.notFound, message) }
     public static func unavailable(_ message: String) -> ServingError { ServingError(.unavailable, message) }

@@ -62,6 +62,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("database-url"), help: "PostgreSQL URL for state shared by replicas (postgres://user@host:5432/db); replaces --data-dir.")
     var databaseURL: String?
 
+    @OptionGroup var jobs: JobOptions
+
     func validate() throws {
         guard ModelManager.ControlMode(rawValue: modelControlMode) != nil else {
             throw ValidationError("--model-control-mode must be none, poll or explicit")
@@ -77,6 +79,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--registry-webhook needs --registry-webhook-secret-file (the key deliveries are signed with)")
         }
         guard grpcPort >= 0, grpcPort <= 65535, httpPort >= 0, httpPort <= 65535 else { throw ValidationError("ports must be 0-65535") }
+        try jobs.validate()
     }
 
     func run() async throws {
@@ -97,12 +100,8 @@ struct ServeCommand: AsyncParsableCommand {
         options.databaseURL = databaseURL
         options.exitTimeout = .seconds(exitTimeoutSecs)
         options.registryWebhooks = registryWebhook
-        if let file = registryWebhookSecretFile {
-            guard let secret = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !secret.isEmpty else {
-                throw ValidationError("--registry-webhook-secret-file \(file) cannot be read or is empty")
-            }
-            options.webhookSecret = secret
-        }
+        if let file = registryWebhookSecretFile { options.webhookSecret = try JobOptions.secret(file, flag: "--registry-webhook-secret-file") }
+        try jobs.apply(to: &options)
         logger.info("cpu budget", metadata: ["cpus": "\(CPUBudget.available())"])
         let host = self.host
         let server = try await ServalServer(options: options, metrics: registry, logger: logger, onHTTPListening: { port in

@@ -49,7 +49,7 @@ struct TestServer {
     static func with(
         repository: URL? = nil, dataDirectory: URL? = nil, databaseURL: String? = nil, mode: ModelManager.ControlMode = .none,
         maxInputSize: Int = 64 * 1024 * 1024, executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil,
-        _ body: (TestServer, ServiceGroup) async throws -> Void
+        configure: (inout ServerOptions) -> Void = { _ in }, _ body: (TestServer, ServiceGroup) async throws -> Void
     ) async throws {
         let root = try repository ?? makeRepository()
         let data = dataDirectory ?? makeDataDirectory()
@@ -62,6 +62,7 @@ struct TestServer {
         options.trafficGuardInterval = nil  // tests drive the guard with runTrafficGuard(now:)
         options.webhookInterval = nil  // and deliveries with server.webhooks.deliverDue()
         options.executorWrapper = executorWrapper
+        configure(&options)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = try await ServalServer(options: options, metrics: TestMetrics.registry, logger: logger, onHTTPListening: { port in
             continuation.yield(port)

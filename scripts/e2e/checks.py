@@ -2,6 +2,7 @@
 free loopback ports."""
 import socket
 import sys
+import time
 
 
 class Checks:
@@ -19,6 +20,21 @@ class Checks:
     def finish(self):
         print(f"{self.passes} passed, {self.failures} failed")
         sys.exit(1 if self.failures else 0)
+
+
+def wait_ready(url, process, log_path, get, attempts=300):
+    """Waits (bounded, 0.1 s a try) until `url` answers /v2/health/ready with 200; exits with the log if the
+    process dies first."""
+    for _ in range(attempts):
+        if process.poll() is not None:
+            raise SystemExit(f"serval exited early:\n{open(log_path).read()}")
+        try:
+            if get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except Exception:  # not listening yet
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"serval at {url} did not become ready")
 
 
 def free_port():

@@ -25,7 +25,7 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, wait_ready  # noqa: E402
 
 serval, database_url = sys.argv[1], sys.argv[2]
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,16 +45,7 @@ class Server:
             [serval, "serve", "--model-repository", repository, "--http-port", str(self.port), "--grpc-port", "0", *state_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
-        for _ in range(300):  # bounded wait for readiness
-            if self.process.poll() is not None:
-                raise SystemExit(f"serval serve exited early:\n{open(self.log.name).read()}")
-            try:
-                if requests.get(self.url + "/v2/health/ready", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("serval serve did not become ready")
+        wait_ready(self.url, self.process, self.log.name, requests.get)
 
     def infer_version(self):
         reply = requests.post(self.url + "/v2/models/iris/infer", json=IRIS_ROW, timeout=10)

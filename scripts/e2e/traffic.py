@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, wait_ready  # noqa: E402
 
 serval = sys.argv[1]
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,14 +72,7 @@ url = f"http://127.0.0.1:{port}"
 log = open(os.path.join(work, "serve.log"), "w")
 server = subprocess.Popen([serval, "serve", "--model-repository", repository, "--data-dir", os.path.join(work, "data"),
                            "--http-port", str(port), "--grpc-port", "0"], stdout=log, stderr=subprocess.STDOUT)
-for _ in range(600):  # bounded wait for readiness
-    try:
-        if http.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-            break
-    except requests.ConnectionError:
-        time.sleep(0.1)
-else:
-    raise SystemExit("serval serve did not become ready")
+wait_ready(url, server, log.name, http.get, attempts=600)  # the slow canary model takes a while to load in debug builds
 
 
 def label(name, version):

@@ -105,8 +105,9 @@ public final class Session: Sendable {
     }
 
     /// Runs the graph on `feeds` (one value per graph input) and returns every graph output by name.
-    /// With a `profile`, the time of every step is added to it under the step's op type.
-    public func run(_ feeds: [String: Value], profile: RunProfile? = nil) throws -> [String: Value] {
+    /// With a `profile`, the time of every step is added to it under the step's op type. `threads` overrides the
+    /// session's intra-op thread count for this run (background work passes 1 so it never takes the shared pool).
+    public func run(_ feeds: [String: Value], profile: RunProfile? = nil, threads: Int? = nil) throws -> [String: Value] {
         for (name, value) in feeds {
             guard plan.inputSlots[name] != nil else { throw EngineError.unexpectedInput(name: name, known: inputs.map(\.name)) }
             try validate(name: name, value: value)
@@ -119,7 +120,7 @@ public final class Session: Sendable {
         for (name, value) in feeds { slots[plan.inputSlots[name]!] = value }
         let pool = idlePools.withLock { $0.popLast() } ?? BufferPool()
         defer { idlePools.withLock { $0.append(pool) } }
-        let context = RunContext(pool: pool, threads: options.intraOpThreads)
+        let context = RunContext(pool: pool, threads: max(1, threads ?? options.intraOpThreads))
         for step in plan.steps {
             let arguments = step.inputs.map { $0 < 0 ? nil : slots[$0] }
             let results: [Value]

@@ -66,6 +66,7 @@ public struct PeriodicService: Service {
                     if failing { logger.info("\(name) works again") }
                     failing = false
                 } catch {
+                    if Task.isCancelled { return }
                     if !failing { logger.error("\(name) failed; retrying every \(interval)", metadata: ["error": "\(error)"]) }
                     failing = true
                 }

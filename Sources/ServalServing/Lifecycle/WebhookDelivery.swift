@@ -4,9 +4,10 @@ import Foundation
 import FoundationNetworking
 #endif
 import Logging
+import Metrics
 import ServalRegistry
 
-/// Sends the registry's queued events: each POST carries the event JSON, `Serval-Event-Id`, `Serval-Timestamp`
+/// Sends the registry's queued events and async jobs' callbacks (which add `Serval-Job-Id`): each POST carries the event JSON, `Serval-Event-Id`, `Serval-Timestamp`
 /// and `Serval-Signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. A receiver that fails (or does not
 /// answer) is retried with exponential backoff capped at 60 s, or after its `Retry-After`. Deliveries are claimed
 /// with a lease, so replicas sharing a store send each one once.
@@ -49,6 +50,8 @@ public struct WebhookDelivery: Sendable {
             request.httpBody = Data(delivery.body.utf8)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             request.setValue(delivery.eventId, forHTTPHeaderField: "Serval-Event-Id")
+            let isJobCallback = delivery.event.hasPrefix("job.")
+            if isJobCallback { request.setValue(delivery.eventId, forHTTPHeaderField: "Serval-Job-Id") }
             request.setValue(timestamp, forHTTPHeaderField: "Serval-Timestamp")
             if !secret.isEmpty {
                 request.setValue(Self.signature(secret: secret, id: delivery.eventId, timestamp: timestamp, body: delivery.body), forHTTPHeaderField: "Serval-Signature")
@@ -59,14 +62,17 @@ public struct WebhookDelivery: Sendable {
                 if (200..<300).contains(status) {
                     try await registry.recordAttempt(delivery.id, status: status, error: nil, delivered: true, nextAttemptAt: now())
                     delivered += 1
+                    if isJobCallback { Counter(label: "serval_job_callbacks_total", dimensions: [("outcome", "delivered")]).increment() }
                 } else {
                     let wait = Self.retryDelay(attempt: attempt, retryAfter: retryAfter, now: now())
                     try await registry.recordAttempt(delivery.id, status: status, error: "HTTP \(status)", delivered: false, nextAttemptAt: now() + wait)
+                    if isJobCallback { Counter(label: "serval_job_callbacks_total", dimensions: [("outcome", "failed")]).increment() }
                     logger.warning("webhook refused; will retry", metadata: ["url": "\(delivery.url)", "status": "\(status)", "retry_in_s": "\(wait)"])
                 }
             } catch {
                 let wait = Self.retryDelay(attempt: attempt, retryAfter: nil, now: now())
                 try await registry.recordAttempt(delivery.id, status: nil, error: "\(error.localizedDescription)", delivered: false, nextAttemptAt: now() + wait)
+                if isJobCallback { Counter(label: "serval_job_callbacks_total", dimensions: [("outcome", "failed")]).increment() }
                 logger.warning("webhook unreachable; will retry", metadata: ["url": "\(delivery.url)", "error": "\(error.localizedDescription)", "retry_in_s": "\(wait)"])
             }
         }

@@ -30,11 +30,13 @@ actor DynamicBatcher {
         let signature: String
         let enqueued: ContinuousClock.Instant
         let deadline: ContinuousClock.Instant?
+        let priority: RequestPriority
         let continuation: CheckedContinuation<[String: Value], Error>
 
         init(id: Int, inputs: [String: Tensor], rows: Int, signature: String, enqueued: ContinuousClock.Instant,
-             deadline: ContinuousClock.Instant?, continuation: CheckedContinuation<[String: Value], Error>) {
+             deadline: ContinuousClock.Instant?, priority: RequestPriority, continuation: CheckedContinuation<[String: Value], Error>) {
             self.id = id
+            self.priority = priority
             self.inputs = inputs
             self.rows = rows
             self.signature = signature
@@ -65,8 +67,9 @@ actor DynamicBatcher {
     /// Requests waiting plus requests running.
     var pending: Int { queue.count + busy }
 
-    /// Queues a validated request and returns its outputs once its batch has run.
-    func submit(_ inputs: [String: Tensor], timeout: Duration?) async throws -> [String: Value] {
+    /// Queues a validated request and returns its outputs once its batch has run. A `.background` request (an
+    /// async job) heads a batch only when no normal request is waiting, and fills rows a normal batch leaves free.
+    func submit(_ inputs: [String: Tensor], timeout: Duration?, priority: RequestPriority = .normal) async throws -> [String: Value] {
         let now = ContinuousClock.now
         if settings.maxQueueSize > 0 && queue.count >= settings.maxQueueSize {
             statistics.recordRequest(success: false, totalNs: 0, queueNs: 0, failure: "rejected")
@@ -77,7 +80,9 @@ actor DynamicBatcher {
         if settings.maxBatchSize > 0 {
             rows = inputs.values.first?.shape.first ?? 1
             guard rows <= settings.maxBatchSize else {
-                throw ServingError.invalidArgument("batch of \(rows) rows exceeds max_batch_size \(settings.maxBatchSize) of model '\(model)'")
+                throw ServingError.invalidArgument(
+                    "batch of \(rows) rows exceeds max_batch_size \(settings.maxBatchSize) of model '\(model)'; for bulk work submit it as an async job "
+                        + "(POST /v2/models/\(model)/jobs, split into batches for you) or score a file with `serval batch`")
             }
             signature = inputs.keys.sorted().map { name in
                 let tensor = inputs[name]!
@@ -100,7 +105,7 @@ actor DynamicBatcher {
                     return
                 }
                 queue.append(Pending(id: id, inputs: inputs, rows: rows, signature: signature, enqueued: now, deadline: deadline,
-                                     continuation: continuation))
+                                     priority: priority, continuation: continuation))
                 schedule()
                 statistics.setPending(pending)
             }
@@ -121,16 +126,21 @@ actor DynamicBatcher {
     private func schedule() {
         let now = ContinuousClock.now
         failExpired(now)
-        while busy < settings.instances, let head = queue.first {
+        while busy < settings.instances, let head = queue.first(where: { $0.priority == .normal }) ?? queue.first {
             var picked: [Int] = []
             var rows = 0
-            for (index, candidate) in queue.enumerated() where candidate.signature == head.signature {
-                if settings.maxBatchSize == 0 && !picked.isEmpty { break }
-                if rows + candidate.rows > max(settings.maxBatchSize, 1) && !picked.isEmpty { continue }
-                picked.append(index)
-                rows += candidate.rows
-                if rows >= settings.maxBatchSize { break }
+            // Normal requests first, then background ones into the rows left.
+            passes: for pass in 0..<2 {
+                let priority: RequestPriority = pass == 0 ? .normal : .background
+                for (index, candidate) in queue.enumerated() where candidate.priority == priority && candidate.signature == head.signature {
+                    if settings.maxBatchSize == 0 && !picked.isEmpty { break passes }
+                    if rows + candidate.rows > max(settings.maxBatchSize, 1) && !picked.isEmpty { continue }
+                    picked.append(index)
+                    rows += candidate.rows
+                    if rows >= settings.maxBatchSize { break passes }
+                }
             }
+            picked.sort()
             let full = settings.maxBatchSize == 0 || rows >= settings.maxBatchSize
             let preferred = settings.preferredBatchSizes.contains(rows) || (settings.preferredBatchSizes.max().map { rows >= $0 } ?? false)
             let waited = now - head.enqueued >= settings.maxQueueDelay

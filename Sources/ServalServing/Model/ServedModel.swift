@@ -121,7 +121,7 @@ public final class ServedModel: Sendable {
 
     /// Validates, queues the request for the batcher, and selects the requested outputs of its rows.
     /// A `timeout` parameter (microseconds, as in Triton) bounds the time spent waiting in the queue.
-    public func infer(_ request: InferenceRequest) async throws -> InferenceResponse {
+    public func infer(_ request: InferenceRequest, priority: RequestPriority = .normal) async throws -> InferenceResponse {
         do { try validate(request) } catch {
             statistics.recordRequest(success: false, totalNs: 0, queueNs: 0, failure: "invalid")
             throw error
@@ -134,7 +134,7 @@ public final class ServedModel: Sendable {
         }
         let results: [String: Value]
         do {
-            results = try await batcher.submit(request.inputs, timeout: timeout)
+            results = try await batcher.submit(request.inputs, timeout: timeout, priority: priority)
         } catch let error as ServingError {
             throw error
         } catch let error as EngineError {
@@ -148,8 +148,31 @@ public final class ServedModel: Sendable {
             outputs: names.compactMap { output in results[output].map { (output, $0) } })
     }
 
+    /// Runs one request on the calling thread, outside the batcher and on one intra-op thread: for background work
+    /// (shadow copies) that must neither queue beside the model's own traffic nor take the shared intra-op pool.
+    public func inferInline(_ request: InferenceRequest) throws -> InferenceResponse {
+        try validate(request)
+        let results: [String: Value]
+        do {
+            results = try session.run(request.inputs.mapValues { .tensor($0) }, threads: 1)
+        } catch let error as EngineError {
+            throw ServingError(.invalidArgument, "model '\(name)': \(error)", serverFault: true)
+        }
+        let names = request.requestedOutputs ?? outputs.map(\.name)
+        return InferenceResponse(
+            modelName: name, modelVersion: String(version), id: request.id,
+            outputs: names.compactMap { output in results[output].map { (output, $0) } })
+    }
+
     /// Requests admitted and not yet finished (queued or running).
     public var pendingRequests: Int { get async { await batcher.pending } }
+}
+
+/// How a request ranks in its model's batch queue: `background` work (async jobs) runs on capacity that
+/// synchronous requests leave free.
+public enum RequestPriority: Sendable, Equatable {
+    case normal
+    case background
 }
 
 /// Runs batches on the model's session, on a concurrent queue of its own: never on the HTTP event loops.

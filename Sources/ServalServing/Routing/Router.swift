@@ -90,11 +90,11 @@ public final class Router: Sendable {
     }
 
     /// Runs `request` on the route's primary version; a policy-routed request's outcome is recorded for its arm.
-    public func infer(_ request: InferenceRequest, on route: Route) async throws -> InferenceResponse {
-        guard let arm = route.arm else { return try await route.primary.infer(request) }
+    public func infer(_ request: InferenceRequest, on route: Route, priority: RequestPriority = .normal) async throws -> InferenceResponse {
+        guard let arm = route.arm else { return try await route.primary.infer(request, priority: priority) }
         let started = clock()
         do {
-            let response = try await route.primary.infer(request)
+            let response = try await route.primary.infer(request, priority: priority)
             statistics.record(model: route.model, arm: arm, time: started, milliseconds: (clock() - started) * 1000, failed: false)
             for shadow in route.shadows {
                 shadows.submit(.init(model: route.model, target: shadow.target, shadow: shadow.model, request: request, primary: response))
