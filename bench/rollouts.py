@@ -30,6 +30,15 @@ from results import write_section  # noqa: E402
 from server import REPOSITORY, free_port, get, wrk  # noqa: E402
 
 
+def shadow_counts(base):
+    """(copies run, copies dropped) for mlp's shadow so far, from /metrics."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    def total(name):
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") and 'model="mlp"' in line)
+    return total("serval_shadow_requests_total"), total("serval_shadow_dropped_total")
+
+
 def call(method, url, body):
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -88,7 +97,10 @@ def main():
             else:
                 call("PUT", base + "/v2/models/mlp/traffic", policy)
             wrk(port, "mlp", concurrency, 1, work)  # warm-up
+            before = shadow_counts(base)
             result = wrk(port, "mlp", concurrency, args.duration, work)
+            after = shadow_counts(base)
+            result["shadow_run"], result["shadow_dropped"] = after[0] - before[0], after[1] - before[1]
             print(f"{scenario:14} c={concurrency:<3} {result['rps']:9.0f} req/s  p50 {result['p50']:.3f} ms  p99 {result['p99']:.3f} ms  errors {result['errors']}", flush=True)
             spread.setdefault((scenario, concurrency), []).append(result["rps"])
             best = results.get((scenario, concurrency))
@@ -114,6 +126,11 @@ def main():
         rounds = spread[(scenario, concurrency)]
         lines.append(f"| {scenario} | {concurrency} | {result['rps']:.0f} | {min(rounds):.0f}-{max(rounds):.0f} | {result['rps'] / none['rps']:.3f} | {result['p50']:.3f} | "
                      f"{result['p99']:.3f} | {result['p99'] / none['p99']:.3f} |")
+    shadow = results.get(("shadow", 1))
+    if shadow:
+        answered = shadow["rps"] * args.duration
+        lines += ["", f"In the shadow row's run, {shadow['shadow_run']:.0f} shadow copies ran and {shadow['shadow_dropped']:.0f} were dropped "
+                  f"(queue full), for about {answered:.0f} primary answers."]
     write_section("## Rollouts", "\n".join(lines) + "\n")
 
 

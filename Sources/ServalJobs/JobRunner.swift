@@ -23,13 +23,6 @@ public struct JobRunner: Sendable {
         }
     }
 
-    /// Checks a submission the way the synchronous call would, so a bad input is a 400 at once, not a failed job.
-    public func validate(model: String, version: Int?, body: [UInt8], headerLength: Int?) async throws {
-        let (request, _) = try Self.decode(body: body, headerLength: headerLength)
-        let route = try await router.route(model, version.map { .version($0) } ?? .latest, routingKey: request.routingKey)
-        try route.primary.validate(request)
-    }
-
     /// The v2 answer, as stored for `GET /v2/jobs/{id}/result`, and the JSON the callback carries.
     public func run(_ claim: JobClaim) async throws -> (version: Int, result: JobResult, callbackBody: String) {
         let (request, binaryOutputs) = try Self.decode(body: claim.body, headerLength: claim.headerLength)
