@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "ServalJobs",
             dependencies: [
-                "ServalServing", "ServalWire", "ServalStore", "ServalRegistry", "ServalTensor",
+                "ServalServing", "ServalWire", "ServalStore", "ServalRegistry", "ServalTensor", "ServalEngine",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -116,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "serval",
             dependencies: [
-                "ServalServer", "ServalWire",
+                "ServalServer", "ServalWire", "ServalJobs",
                 .product(name: "Crypto", package: "swift-crypto"),
                 "ServalONNX",
                 "ServalEngine",
@@ -133,7 +133,7 @@ let package = Package(
         .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalWire", "ServalTensor", "ServalStore"], path: "Tests/ServalTestSupport"),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry", "ServalTestSupport"]),
-        .testTarget(name: "ServalJobsTests", dependencies: ["ServalJobs", "ServalStore", "ServalRegistry", "ServalTestSupport"]),
+        .testTarget(name: "ServalJobsTests", dependencies: ["ServalJobs", "ServalStore", "ServalRegistry", "ServalTestSupport", "ServalEngine", "ServalONNX", "ServalTensor"]),
         .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalWire", "ServalRegistry", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",

@@ -58,5 +58,8 @@ echo "== Traffic end to end: 80/20 split, sticky keys, shadow, guard rollback of
 echo "== Async jobs end to end: kill -9 mid-run on SQLite, and one of two workers on PostgreSQL"
 .venv/bin/python scripts/e2e/jobs.py "$serval" "$(pg_database e2e_jobs)"
 
+echo "== serval batch end to end against onnxruntime (bounded here; the script's defaults run 1,000,000 rows)"
+.venv/bin/python scripts/e2e/batch.py "$serval" --rows 300000 --mlp-rows 50000
+
 echo "== swift test (store, registry and job-queue suites on SQLite and PostgreSQL)"
 SERVAL_TEST_DATABASE_URL="$pg_url" swift test --skip-build

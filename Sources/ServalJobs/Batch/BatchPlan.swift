@@ -1,0 +1,205 @@
+import Foundation
+import ServalEngine
+import ServalTensor
+
+/// One row that could not be scored: its physical line, the column at fault (if one), and why.
+struct RowFailure: Sendable {
+    let line: Int
+    let column: String?
+    let reason: String
+}
+
+/// A chunk of parsed rows: each input's values row-major, the rows' raw fields (for `--keep-columns`), the records
+/// it consumed (scored plus failed) and the failures.
+struct ParsedChunk: Sendable {
+    var values: [[Float]]
+    var kept: [[String]]
+    var rows = 0
+    var records = 0
+    var failures: [RowFailure] = []
+
+    func feeds(_ plan: BatchPlan) -> [String: Value] {
+        var feeds: [String: Value] = [:]
+        for (index, input) in plan.inputs.enumerated() {
+            feeds[input.name] = .tensor(Tensor(shape: [rows, input.columns.count], scalars: values[index]))
+        }
+        return feeds
+    }
+}
+
+/// Which CSV columns feed which model input, and how outputs become CSV columns.
+struct BatchPlan: Sendable {
+    struct Input: Sendable {
+        let name: String
+        let columns: [String]
+        let indices: [Int]
+    }
+
+    let header: [String]
+    let inputs: [Input]
+    let keepColumns: Bool
+
+    init(header: [String], firstRow: [String]?, session: Session, options: BatchOptions) throws {
+        self.header = header
+        keepColumns = options.keepColumns
+        func index(_ column: String) throws -> Int {
+            guard let index = header.firstIndex(of: column) else {
+                throw BatchError("column '\(column)' is not in the header (\(header.joined(separator: ", ")))")
+            }
+            return index
+        }
+        let modelInputs = session.inputs
+        if let map = options.inputMap {
+            inputs = try map.map { entry in
+                guard modelInputs.contains(where: { $0.name == entry.input }) else {
+                    throw BatchError("--input-map names input '\(entry.input)'; the model's inputs are \(modelInputs.map(\.name).joined(separator: ", "))")
+                }
+                return Input(name: entry.input, columns: entry.columns, indices: try entry.columns.map(index))
+            }
+            for input in modelInputs where !inputs.contains(where: { $0.name == input.name }) {
+                throw BatchError("--input-map does not give columns for the model's input '\(input.name)'")
+            }
+        } else {
+            guard modelInputs.count == 1, let input = modelInputs.first else {
+                throw BatchError("the model has \(modelInputs.count) inputs (\(modelInputs.map(\.name).joined(separator: ", "))): say which columns feed each with --input-map X=a,b;Y=c")
+            }
+            var width: Int?
+            if case .tensor(_, let shape?) = input.type, shape.count == 2 { width = shape[1].value }
+            let columns: [String]
+            if let chosen = options.columns {
+                columns = chosen
+            } else if let width, width == header.count {
+                columns = header  // as many columns as the input takes: all of them (a bad value fails its row)
+            } else {
+                // Every column whose first value is a number, in order.
+                let row = firstRow ?? []
+                columns = header.enumerated().filter { $0.offset < row.count && Float(row[$0.offset].trimmingCharacters(in: .whitespaces)) != nil }.map(\.element)
+            }
+            if let width, width != columns.count {
+                throw BatchError("input '\(input.name)' takes \(width) columns per row; \(columns.count) were chosen (\(columns.joined(separator: ", "))); pick them with --columns")
+            }
+            inputs = [Input(name: input.name, columns: columns, indices: try columns.map(index))]
+        }
+    }
+
+    /// Parses one record into the chunk, or records why it cannot be scored.
+    func parse(_ record: CSVRecord, into chunk: inout ParsedChunk) {
+        chunk.records += 1
+        guard record.fields.count == header.count else {
+            chunk.failures.append(RowFailure(line: record.line, column: nil, reason: "expected \(header.count) fields, found \(record.fields.count)"))
+            return
+        }
+        var parsed: [[Float]] = []
+        parsed.reserveCapacity(inputs.count)
+        for input in inputs {
+            var row: [Float] = []
+            row.reserveCapacity(input.indices.count)
+            for (position, column) in input.indices.enumerated() {
+                let text = record.fields[column].trimmingCharacters(in: .whitespaces)
+                guard let value = Float(text) else {
+                    chunk.failures.append(RowFailure(line: record.line, column: input.columns[position], reason: "'\(text)' is not a number"))
+                    return
+                }
+                guard value.isFinite else {
+                    chunk.failures.append(RowFailure(line: record.line, column: input.columns[position], reason: "'\(text)' is not a finite number"))
+                    return
+                }
+                row.append(value)
+            }
+            parsed.append(row)
+        }
+        for (index, row) in parsed.enumerated() { chunk.values[index] += row }
+        if keepColumns { chunk.kept.append(record.fields) }
+        chunk.rows += 1
+    }
+
+    /// Output column names of one output value, from its shape.
+    static func columns(_ name: String, _ value: Value, classLabels: [String]?) -> [String] {
+        switch value {
+        case .tensor(let tensor) where tensor.rank <= 1:
+            return [name]
+        case .tensor(let tensor):
+            let width = tensor.count / max(1, tensor.shape[0])
+            if tensor.dtype == .float32, let labels = classLabels, labels.count == width { return labels.map { "probability_\($0)" } }
+            return (0..<width).map { "\(name)_\($0)" }
+        case .mapSequence(let maps):
+            return (0..<maps.keys.count).map { index in "probability_\(Self.cell(maps.keys, index))" }
+        }
+    }
+
+    /// The CSV rows of one scored chunk, after the header line when `withHeader` (the first chunk of the file: the
+    /// outputs' widths, and a ZipMap's keys, are known from results). The header is the input columns (with
+    /// `--keep-columns`), then one column per output value.
+    func format(_ chunk: ParsedChunk, results: [String: Value], outputs: [String], classLabels: [String]?, withHeader: Bool) throws -> String {
+        var text = ""
+        if withHeader {
+            var names = keepColumns ? header : []
+            for output in outputs { if let value = results[output] { names += Self.columns(output, value, classLabels: classLabels) } }
+            text += names.map(Self.quote).joined(separator: ",") + "\n"
+        }
+        for row in 0..<chunk.rows {
+            var cells: [String] = keepColumns ? chunk.kept[row].map(Self.quote) : []
+            for output in outputs {
+                guard let value = results[output] else { continue }
+                switch value {
+                case .tensor(let tensor):
+                    let width = tensor.count / max(1, tensor.shape.first ?? 1)
+                    guard tensor.shape.first == chunk.rows else { throw BatchError("output '\(output)' has shape \(tensor.shape), not one row per input row") }
+                    for column in 0..<width { cells.append(Self.cell(tensor, row * width + column)) }
+                case .mapSequence(let maps):
+                    let width = maps.keys.count
+                    for column in 0..<width { cells.append(Self.cell(maps.values, row * width + column)) }
+                }
+            }
+            text += cells.joined(separator: ",") + "\n"
+        }
+        return text
+    }
+
+    /// One element as CSV text: integers as such, floats in their shortest round-trip form, strings quoted.
+    static func cell(_ tensor: Tensor, _ index: Int) -> String {
+        switch tensor.dtype {
+        case .float32: return String(tensor.scalars(as: Float.self)[index])
+        case .float64: return String(tensor.scalars(as: Double.self)[index])
+        case .int64: return String(tensor.scalars(as: Int64.self)[index])
+        case .int32: return String(tensor.scalars(as: Int32.self)[index])
+        case .string: return quote(tensor.strings[index])
+        default: return (try? tensor.converted(to: .float64).scalars(as: Double.self)[index]).map { String($0) } ?? ""
+        }
+    }
+
+    /// A field as CSV writes it: quoted when it holds a comma, a quote or a line break.
+    static func quote(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
+
+/// Reads chunks of records for one run; used by one task at a time (the run awaits each read before the next).
+final class ChunkSource: @unchecked Sendable {
+    // @unchecked: `reader` and `next` are touched only inside `read`, and the run never has two reads in flight.
+    private var reader: CSVReader
+    private var next: Int
+    private let end: Int
+    private let size: Int
+    private let plan: BatchPlan
+
+    init(reader: CSVReader, next: Int, end: Int, size: Int, plan: BatchPlan) {
+        self.reader = reader
+        self.next = next
+        self.end = end
+        self.size = size
+        self.plan = plan
+    }
+
+    /// Up to `size` records (scored or failed), or nil when the shard has none left.
+    func read() throws -> ParsedChunk? {
+        var chunk = ParsedChunk(values: Array(repeating: [], count: plan.inputs.count), kept: [])
+        for index in chunk.values.indices { chunk.values[index].reserveCapacity(size * plan.inputs[index].columns.count) }
+        while chunk.records < size, next < end, let record = try reader.next() {
+            next += 1
+            plan.parse(record, into: &chunk)
+        }
+        return chunk.records == 0 ? nil : chunk
+    }
+}
