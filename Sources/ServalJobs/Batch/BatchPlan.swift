@@ -95,12 +95,15 @@ struct BatchPlan: Sendable {
             var row: [Float] = []
             row.reserveCapacity(input.indices.count)
             for (position, column) in input.indices.enumerated() {
-                let text = record.fields[column].trimmingCharacters(in: .whitespaces)
-                guard let value = Float(text) else {
+                let field = record.fields[column]
+                // Trimming allocates: only a field that does not parse as it is gets trimmed and tried again.
+                guard let value = Float(field) ?? Float(field.trimmingCharacters(in: .whitespaces)) else {
+                    let text = field.trimmingCharacters(in: .whitespaces)
                     chunk.failures.append(RowFailure(line: record.line, column: input.columns[position], reason: "'\(text)' is not a number"))
                     return
                 }
                 guard value.isFinite else {
+                    let text = field.trimmingCharacters(in: .whitespaces)
                     chunk.failures.append(RowFailure(line: record.line, column: input.columns[position], reason: "'\(text)' is not a finite number"))
                     return
                 }
@@ -137,36 +140,56 @@ struct BatchPlan: Sendable {
             for output in outputs { if let value = results[output] { names += Self.columns(output, value, classLabels: classLabels) } }
             text += names.map(Self.quote).joined(separator: ",") + "\n"
         }
+        // Each output's cells as text once per chunk, then laid out row by row.
+        var columns: [(cells: [String], width: Int)] = []
+        for output in outputs {
+            guard let value = results[output] else { continue }
+            switch value {
+            case .tensor(let tensor):
+                guard tensor.shape.first == chunk.rows || (tensor.rank == 0 && chunk.rows == 1) else {
+                    throw BatchError("output '\(output)' has shape \(tensor.shape), not one row per input row")
+                }
+                columns.append((Self.cells(tensor), tensor.count / max(1, chunk.rows)))
+            case .mapSequence(let maps):
+                columns.append((Self.cells(maps.values), maps.keys.count))
+            }
+        }
+        text.reserveCapacity(text.utf8.count + chunk.rows * 16 * max(1, columns.reduce(0) { $0 + $1.width }))
         for row in 0..<chunk.rows {
-            var cells: [String] = keepColumns ? chunk.kept[row].map(Self.quote) : []
-            for output in outputs {
-                guard let value = results[output] else { continue }
-                switch value {
-                case .tensor(let tensor):
-                    let width = tensor.count / max(1, tensor.shape.first ?? 1)
-                    guard tensor.shape.first == chunk.rows else { throw BatchError("output '\(output)' has shape \(tensor.shape), not one row per input row") }
-                    for column in 0..<width { cells.append(Self.cell(tensor, row * width + column)) }
-                case .mapSequence(let maps):
-                    let width = maps.keys.count
-                    for column in 0..<width { cells.append(Self.cell(maps.values, row * width + column)) }
+            var first = true
+            if keepColumns {
+                for field in chunk.kept[row] {
+                    if !first { text += "," }
+                    text += Self.quote(field)
+                    first = false
                 }
             }
-            text += cells.joined(separator: ",") + "\n"
+            for column in columns {
+                for index in (row * column.width)..<((row + 1) * column.width) {
+                    if !first { text += "," }
+                    text += column.cells[index]
+                    first = false
+                }
+            }
+            text += "\n"
         }
         return text
     }
 
-    /// One element as CSV text: integers as such, floats in their shortest round-trip form, strings quoted.
-    static func cell(_ tensor: Tensor, _ index: Int) -> String {
+    /// Every element as CSV text: integers as such, floats in their shortest round-trip form, strings quoted.
+    static func cells(_ tensor: Tensor) -> [String] {
         switch tensor.dtype {
-        case .float32: return String(tensor.scalars(as: Float.self)[index])
-        case .float64: return String(tensor.scalars(as: Double.self)[index])
-        case .int64: return String(tensor.scalars(as: Int64.self)[index])
-        case .int32: return String(tensor.scalars(as: Int32.self)[index])
-        case .string: return quote(tensor.strings[index])
-        default: return (try? tensor.converted(to: .float64).scalars(as: Double.self)[index]).map { String($0) } ?? ""
+        case .float32: return tensor.scalars(as: Float.self).map { String($0) }
+        case .float64: return tensor.scalars(as: Double.self).map { String($0) }
+        case .int64: return tensor.scalars(as: Int64.self).map { String($0) }
+        case .int32: return tensor.scalars(as: Int32.self).map { String($0) }
+        case .string: return tensor.strings.map(quote)
+        default: return ((try? tensor.converted(to: .float64).scalars(as: Double.self)) ?? []).map { String($0) }
         }
     }
+
+    /// One element as CSV text (for header names such as a ZipMap's keys).
+    static func cell(_ tensor: Tensor, _ index: Int) -> String { cells(tensor)[index] }
 
     /// A field as CSV writes it: quoted when it holds a comma, a quote or a line break.
     static func quote(_ field: String) -> String {

@@ -27,6 +27,8 @@ public struct BatchOptions: Sendable {
     public var progress: (@Sendable (_ done: Int, _ total: Int) -> Void)?
     /// Tests: stop as a crash would, after this many chunks are written and checkpointed.
     public var stopAfterChunks: Int?
+    /// Seconds between checkpoints (each one fsyncs the output first).
+    public var checkpointInterval: Double = 1
 
     public init(input: URL, output: URL) {
         self.input = input
@@ -51,7 +53,7 @@ public struct BatchInterrupted: Error {}
 
 /// Scores a CSV file with a model in this process: the file is read in chunks of `batchSize` rows, each chunk
 /// parsed (while the previous one runs), run on the session and appended to the output, so memory stays flat and
-/// rows keep their input order. After each chunk the output is flushed and a checkpoint records how far it got,
+/// rows keep their input order. About once a second the output is fsynced and a checkpoint records how far it got,
 /// so `resume` continues a killed run to a byte-identical file. Bad rows go to the errors file and are left out.
 public final class BatchScorer: Sendable {
     let session: Session
@@ -93,6 +95,7 @@ public final class BatchScorer: Sendable {
         let skipUntil = min(range.upperBound, range.lowerBound + state.records)
         while record < skipUntil, try reader.next() != nil { record += 1 }
         var chunks = 0
+        var lastCheckpoint = Date()
         var rowsDone = state.rows
         var errorCount = state.errors
         let shardTotal = total < 0 ? -1 : range.count
@@ -124,22 +127,33 @@ public final class BatchScorer: Sendable {
             nextChunk.wait()
             state.outputBytes += try Self.write(output, text)
             if let errors { state.errorBytes += try Self.write(errors, errorText.text) }
-            try output.synchronize()
-            try errors?.synchronize()
             rowsDone += chunk.rows
             errorCount += chunk.failures.count
             state.records += chunk.records
             state.rows = rowsDone
             state.errors = errorCount
-            try state.write(options.checkpoint)
-            options.progress?(rowsDone + errorCount, shardTotal)
             chunks += 1
+            // A checkpoint about once a second: the output and errors are fsynced first, so the checkpoint never
+            // claims bytes a crash or power loss could take back. A kill loses at most that second's work.
+            let stopping = options.stopAfterChunks.map { chunks >= $0 } ?? false
+            if stopping || Date().timeIntervalSince(lastCheckpoint) >= options.checkpointInterval {
+                try output.synchronize()
+                try errors?.synchronize()
+                try state.write(options.checkpoint)
+                lastCheckpoint = Date()
+            }
+            options.progress?(rowsDone + errorCount, shardTotal)
             if errorCount > options.maxErrors {
+                try output.synchronize()
+                try errors?.synchronize()
+                try state.write(options.checkpoint)  // so --resume with a higher --max-errors continues from here
                 return BatchSummary(rows: rowsDone, errors: errorCount, seconds: Date().timeIntervalSince(started), aborted: true)
             }
-            if let stop = options.stopAfterChunks, chunks >= stop { throw BatchInterrupted() }
+            if stopping { throw BatchInterrupted() }
             pending = try parsed.get()
         }
+        try output.synchronize()
+        try errors?.synchronize()
         try? FileManager.default.removeItem(at: options.checkpoint)
         return BatchSummary(rows: rowsDone, errors: errorCount, seconds: Date().timeIntervalSince(started), aborted: false)
     }
