@@ -233,10 +233,14 @@ import Testing
             let held = Task { try await server.inference.modelInfer(Requests.mlp(rows: 1)) }
             await gate.waitUntilStarted()
             var options = CallOptions.defaults
-            options.timeout = .milliseconds(20)
-            let expired = await GRPCTestServer.status {
-                _ = try await server.inference.modelInfer(Requests.mlp(rows: 1), options: options)
+            // Long enough that the call is queued before its deadline even on a loaded machine (the test waits for
+            // that), short enough that it expires while the gate holds the instance.
+            options.timeout = .seconds(2)
+            let call = Task {
+                await GRPCTestServer.status { _ = try await server.inference.modelInfer(Requests.mlp(rows: 1), options: options) }
             }
+            while await mlp.pendingRequests < 2 { await Task.yield() }
+            let expired = await call.value
             #expect(expired?.code == .deadlineExceeded)
             // The server drops the queued request instead of running it later for nobody.
             while await mlp.pendingRequests > 1 { await Task.yield() }

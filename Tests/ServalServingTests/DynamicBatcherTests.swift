@@ -78,6 +78,34 @@ struct DynamicBatcherTests {
         try #require(response.outputs.first?.value.tensor).scalars(as: Float.self)
     }
 
+    /// Async jobs run at background priority: a background request heads a batch only when no normal request waits,
+    /// whatever the order they arrived in.
+    @Test func aNormalRequestRunsBeforeABackgroundOneQueuedEarlier() async throws {
+        let (served, executor, running) = try await Self.busyModel()
+        // Different widths never share a batch, so the order of batches is the order of heads.
+        let background = Task { try await served.infer(Self.request(rows: 1, width: 4), priority: .background) }
+        await Self.waitForPending(served, 2)
+        let normal = Task { try await served.infer(Self.request(rows: 1, width: 5)) }
+        await Self.waitForPending(served, 3)
+        await executor.release()
+        _ = try await (running.value, background.value, normal.value)
+        #expect(await executor.batches == [[1, 3], [1, 5], [1, 4]])
+    }
+
+    /// Background rows fill what a normal batch leaves free, and each caller still gets its own rows back.
+    @Test func backgroundRowsFillANormalBatchAfterTheNormalRows() async throws {
+        let (served, executor, running) = try await Self.busyModel()
+        let background = Task { try await served.infer(Self.request(rows: 2, start: 100), priority: .background) }
+        await Self.waitForPending(served, 2)
+        let normal = Task { try await served.infer(Self.request(rows: 3, start: 0)) }
+        await Self.waitForPending(served, 3)
+        await executor.release()
+        let (_, backgroundAnswer, normalAnswer) = try await (running.value, background.value, normal.value)
+        #expect(await executor.batches == [[1, 3], [5, 3]])
+        #expect(try Self.values(normalAnswer) == (0..<9).map { Float($0) * 2 })
+        #expect(try Self.values(backgroundAnswer) == (0..<6).map { (100 + Float($0)) * 2 })
+    }
+
     @Test func formsOneBatchAtPreferredSizeAndSplitsRowsBack() async throws {
         var config = ModelConfig()
         config.maxBatchSize = 8
