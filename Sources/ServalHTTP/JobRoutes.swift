@@ -51,14 +51,8 @@ struct JobRoutes {
 
     /// Commits the job and answers 202 with `Location` (200 with the original job for a repeated idempotency key).
     static func submit(_ jobs: JobService, model: String, selector: ModelSelector, request: Request, body: ByteBuffer) async throws -> Response {
-        let headerLength = try request.headers[HTTPHeaders.inferenceHeaderLength].map { value -> Int in
-            guard let length = Int(value), length >= 0, length <= body.readableBytes else {
-                throw ServingError.invalidArgument("Inference-Header-Content-Length \(value) does not fit the \(body.readableBytes)-byte body")
-            }
-            return length
-        }
         let (job, created) = try await jobs.submit(
-            model: model, selector: selector, body: Array(body.readableBytesView), headerLength: headerLength,
+            model: model, selector: selector, body: Array(body.readableBytesView), headerLength: try KServeRoutes.headerLength(request),
             idempotencyKey: request.headers[HTTPHeaders.idempotencyKey])
         var response = Response.json(created ? JobJSON.accepted(job) : JobJSON.job(job), status: created ? .accepted : .ok)
         response.headers[.location] = "/v2/jobs/\(job.id)"

@@ -69,18 +69,8 @@ struct KServeRoutes {
     /// Decodes (JSON, or a JSON header followed by binary tensors), routes (sticky by `parameters.routing_key` or
     /// the `Serval-Routing-Key` header), runs through the router, encodes in kind.
     static func infer(_ shared: RouteContext, model: String, selector: ModelSelector, request: Request, body: ByteBuffer) async throws -> Response {
-        // Binary tensor extension: the JSON header is the first Inference-Header-Content-Length bytes.
-        let headerLength = try request.headers[HTTPHeaders.inferenceHeaderLength].map { value -> Int in
-            guard let length = Int(value), length >= 0, length <= body.readableBytes else {
-                throw ServingError.invalidArgument("Inference-Header-Content-Length \(value) does not fit the \(body.readableBytes)-byte body")
-            }
-            return length
-        }
-        let (inference, binaryOutputs) = try body.withUnsafeReadableBytes { bytes in
-            guard let headerLength else { return try KServeCodec.decodeRequest(try JSONParser.parse(bytes)) }
-            let header = UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])
-            return try KServeCodec.decodeRequest(try JSONParser.parse(header), binary: UnsafeRawBufferPointer(rebasing: bytes[headerLength...]))
-        }
+        let headerLength = try Self.headerLength(request)
+        let (inference, binaryOutputs) = try body.withUnsafeReadableBytes { try KServeCodec.decodeRequest(body: $0, headerLength: headerLength) }
         let route = try await shared.router.route(model, selector, routingKey: inference.routingKey ?? request.headers[HTTPHeaders.routingKey])
         let response = try await shared.router.infer(inference, on: route)
         let (json, binary) = KServeCodec.encodeResponse(response, binary: binaryOutputs)
@@ -95,6 +85,15 @@ struct KServeRoutes {
             status: .ok,
             headers: [.contentType: "application/octet-stream", HTTPHeaders.inferenceHeaderLength: String(json.utf8.count), HTTPHeaders.modelVersion: response.modelVersion],
             body: .init(byteBuffer: buffer))
+    }
+
+    /// Binary tensor extension: the JSON header is the first Inference-Header-Content-Length bytes (nil: all JSON).
+    /// Whether it fits the body is the codec's check.
+    static func headerLength(_ request: Request) throws -> Int? {
+        try request.headers[HTTPHeaders.inferenceHeaderLength].map { value in
+            guard let length = Int(value) else { throw ServingError.invalidArgument("Inference-Header-Content-Length must be an integer, got '\(value)'") }
+            return length
+        }
     }
 
     /// The effective model configuration as JSON (`GET /v2/models/{m}/config`), with the labels in force

@@ -12,15 +12,7 @@ public struct JobRunner: Sendable {
 
     /// The decoded request, and which outputs the client wants as binary.
     public static func decode(body: [UInt8], headerLength: Int?) throws -> (InferenceRequest, KServeCodec.BinaryOutputs) {
-        try body.withUnsafeBytes { bytes in
-            guard let headerLength else { return try KServeCodec.decodeRequest(try JSONParser.parse(bytes)) }
-            guard headerLength >= 0, headerLength <= bytes.count else {
-                throw ServingError.invalidArgument("Inference-Header-Content-Length \(headerLength) does not fit the \(bytes.count)-byte body")
-            }
-            return try KServeCodec.decodeRequest(
-                try JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])),
-                binary: UnsafeRawBufferPointer(rebasing: bytes[headerLength...]))
-        }
+        try body.withUnsafeBytes { try KServeCodec.decodeRequest(body: $0, headerLength: headerLength) }
     }
 
     /// The v2 answer, as stored for `GET /v2/jobs/{id}/result`, and the JSON the callback carries.

@@ -18,6 +18,18 @@ public enum KServeCodec {
     }
 
     /// Decodes a JSON request whose binary inputs (`binary_data_size`) follow the JSON in `binary`, in input order.
+    /// A whole request body: JSON, or (with `headerLength`, Triton's Inference-Header-Content-Length) a JSON header
+    /// followed by binary tensors.
+    public static func decodeRequest(body bytes: UnsafeRawBufferPointer, headerLength: Int?) throws -> (InferenceRequest, BinaryOutputs) {
+        guard let headerLength else { return try decodeRequest(try JSONParser.parse(bytes)) }
+        guard headerLength >= 0, headerLength <= bytes.count else {
+            throw ServingError.invalidArgument("Inference-Header-Content-Length \(headerLength) does not fit the \(bytes.count)-byte body")
+        }
+        return try decodeRequest(
+            try JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])),
+            binary: UnsafeRawBufferPointer(rebasing: bytes[headerLength...]))
+    }
+
     public static func decodeRequest(_ body: JSONValue, binary: UnsafeRawBufferPointer? = nil) throws -> (InferenceRequest, BinaryOutputs) {
         var cursor = 0
         let request = try decodeRequest(body) { name, dtype, shape, size in

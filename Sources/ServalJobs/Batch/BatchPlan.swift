@@ -126,7 +126,7 @@ struct BatchPlan: Sendable {
             if tensor.dtype == .float32, let labels = classLabels, labels.count == width { return labels.map { "probability_\($0)" } }
             return (0..<width).map { "\(name)_\($0)" }
         case .mapSequence(let maps):
-            return (0..<maps.keys.count).map { index in "probability_\(Self.cell(maps.keys, index))" }
+            return cells(maps.keys).map { "probability_\($0)" }
         }
     }
 
@@ -187,9 +187,6 @@ struct BatchPlan: Sendable {
         default: return ((try? tensor.converted(to: .float64).scalars(as: Double.self)) ?? []).map { String($0) }
         }
     }
-
-    /// One element as CSV text (for header names such as a ZipMap's keys).
-    static func cell(_ tensor: Tensor, _ index: Int) -> String { cells(tensor)[index] }
 
     /// A field as CSV writes it: quoted when it holds a comma, a quote or a line break.
     static func quote(_ field: String) -> String {
