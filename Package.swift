@@ -78,9 +78,19 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ServalMonitor",
+            dependencies: [
+                "ServalServing", "ServalWire", "ServalStore", "ServalRegistry", "ServalTensor",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "ServalHTTP",
             dependencies: [
-                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs",
+                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs", "ServalMonitor",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "MultipartKit", package: "multipart-kit"),
@@ -106,7 +116,7 @@ let package = Package(
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs",
+                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -133,12 +143,13 @@ let package = Package(
         .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalWire", "ServalTensor", "ServalStore"], path: "Tests/ServalTestSupport"),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry", "ServalTestSupport"]),
-        .testTarget(name: "ServalJobsTests", dependencies: ["ServalJobs", "ServalStore", "ServalRegistry", "ServalTestSupport", "ServalEngine", "ServalONNX", "ServalTensor"]),
+        .testTarget(name: "ServalMonitorTests", dependencies: ["ServalMonitor", "ServalServing", "ServalStore", "ServalWire", "ServalTensor", "ServalTestSupport"]),
+        .testTarget(name: "ServalJobsTests", dependencies: ["ServalJobs", "ServalWire", "ServalStore", "ServalRegistry", "ServalTestSupport", "ServalEngine", "ServalONNX", "ServalTensor"]),
         .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalWire", "ServalRegistry", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",
             dependencies: [
-                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalTestSupport",
+                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor", "ServalTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]

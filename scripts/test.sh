@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
 # The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, the full-size encoder
-# golden check, interop with the peers' clients, the rollout, traffic and jobs scripts, then swift test.
+# golden check, the drift statistics against Evidently, interop with the peers' clients, the rollout, traffic and jobs scripts, then swift test.
 # Needs a Debian machine with the Swift toolchain; installs what is missing (apt, a Python venv in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 # Python venv with the pinned onnx, used to regenerate the backend test data.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime; assert onnx.__version__ == "1.23.2"' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+
+# Test-only tools: Chromium renders the monitoring page; promtool comes from Debian's prometheus package, unpacked
+# under .build/tools rather than installed (the package would bring a service we do not want).
+sudo_cmd=""
+[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+if ! command -v chromium >/dev/null 2>&1; then
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+promtool=$PWD/.build/tools/prometheus/usr/bin/promtool
+if [ ! -x "$promtool" ]; then
+  mkdir -p .build/tools/prometheus
+  (cd .build/tools && { apt-get download prometheus 2>/dev/null || { $sudo_cmd apt-get update -qq && apt-get download prometheus; }; } \
+    && dpkg-deb -x prometheus_*.deb prometheus && rm -f prometheus_*.deb)
 fi
 
 swift build --build-tests
@@ -46,6 +61,9 @@ echo "== Golden: full-size BERT-style encoder against onnxruntime"
 echo "== Golden: statically quantized CNNs, serval and onnxruntime"
 .venv/bin/python scripts/golden/quantized_cnn.py "$serval" .build/golden-cnn
 
+echo "== Golden: drift statistics against Evidently and scipy through serval serve"
+.venv/bin/python scripts/golden/drift.py "$serval" "$(mktemp -d /tmp/serval-drift.XXXXXX)"
+
 echo "== Interop: tritonclient (HTTP and gRPC) and TF Serving REST payloads against serval serve"
 scripts/interop/run.sh "$serval"
 
@@ -57,6 +75,14 @@ echo "== Traffic end to end: 80/20 split, sticky keys, shadow, guard rollback of
 
 echo "== Async jobs end to end: kill -9 mid-run on SQLite, and one of two workers on PostgreSQL"
 .venv/bin/python scripts/e2e/jobs.py "$serval" "$(pg_database e2e_jobs)"
+
+echo "== Alert rules (promtool check and test) and the generated Grafana dashboard"
+"$promtool" check rules deploy/prometheus/serval-rules.yaml
+(cd deploy/prometheus && "$promtool" test rules serval-rules-test.yaml)
+python3 scripts/deploy/dashboard.py --check
+
+echo "== Monitoring end to end: drift, feedback and realised accuracy against scikit-learn, Alertmanager webhooks, the report page in Chromium, metrics used by rules and dashboard, kill -9"
+.venv/bin/python scripts/e2e/monitoring.py "$serval"
 
 echo "== serval batch end to end against onnxruntime (bounded here; the script's defaults run 1,000,000 rows)"
 .venv/bin/python scripts/e2e/batch.py "$serval" --rows 300000 --mlp-rows 50000

@@ -1,5 +1,6 @@
 import Hummingbird
 import ServalJobs
+import ServalMonitor
 import ServalServing
 import ServalWire
 
@@ -9,6 +10,15 @@ enum ErrorResponses {
     static func response(_ error: Error) -> Response {
         if let serving = error as? ServingError { return json(HTTPResponse.Status(code: serving.httpStatus), message: serving.message) }
         if let job = error as? JobError { return json(HTTPResponse.Status(code: job.status), message: job.message) }
+        if let monitor = error as? MonitorError {
+            let status: HTTPResponse.Status = switch monitor.kind {
+            case .notFound: .notFound
+            case .conflict: .conflict
+            case .invalid: .badRequest
+            }
+            return json(status, message: monitor.message)
+        }
+        if let config = error as? MonitoringConfigError { return json(.badRequest, message: config.message) }
         if let syntax = error as? JSONSyntaxError { return json(.badRequest, message: syntax.description) }
         if let http = error as? HTTPError { return json(http.status, message: http.body ?? http.status.reasonPhrase) }
         if let http = error as? any HTTPResponseError { return json(http.status, message: "\(error)") }

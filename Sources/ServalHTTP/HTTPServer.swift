@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import Prometheus
 import ServalJobs
+import ServalMonitor
 import ServalServing
 import ServiceLifecycle
 import ServalWire
@@ -33,7 +34,7 @@ public struct HTTPConfiguration: Sendable {
 public enum HTTPServer {
     public static func makeApplication(
         lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState = ServerState(), jobs: JobService? = nil,
-        services: [any Service] = [], metrics: PrometheusCollectorRegistry? = nil, logger: Logger,
+        monitor: Monitor? = nil, services: [any Service] = [], metrics: PrometheusCollectorRegistry? = nil, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = HTTPRouter(context: ServalRequestContext.self)
@@ -58,6 +59,7 @@ public enum HTTPServer {
         TrafficRoutes(shared).register(&builder)
         WebhookRoutes(shared).register(&builder)
         if let jobs { JobRoutes(shared: shared, jobs: jobs).register(&builder) }
+        if let monitor { MonitoringRoutes(shared: shared, monitor: monitor).register(&builder) }
         return Application(
             router: router,
             server: .http1(configuration: .init(additionalChannelHandlers: [ClientDisconnectHandler()])),
@@ -110,4 +112,6 @@ enum HTTPHeaders {
     static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
     static let prefer = HTTPField.Name("Prefer")!
     static let preferenceApplied = HTTPField.Name("Preference-Applied")!
+    /// The request id a response answers (the client's v2 `id`, or the one Serval assigned): the key for feedback.
+    static let requestID = HTTPField.Name("Serval-Request-Id")!
 }

@@ -77,14 +77,17 @@ struct KServeRoutes {
         guard !binary.isEmpty || binaryOutputs != .none else {
             var answer = Response.json(json)
             answer.headers[HTTPHeaders.modelVersion] = response.modelVersion
+            if let id = response.id { answer.headers[HTTPHeaders.requestID] = id }
             return answer
         }
         var buffer = ByteBuffer(string: json)
         buffer.writeBytes(binary)
-        return Response(
+        var answer = Response(
             status: .ok,
             headers: [.contentType: "application/octet-stream", HTTPHeaders.inferenceHeaderLength: String(json.utf8.count), HTTPHeaders.modelVersion: response.modelVersion],
             body: .init(byteBuffer: buffer))
+        if let id = response.id { answer.headers[HTTPHeaders.requestID] = id }
+        return answer
     }
 
     /// Binary tensor extension: the JSON header is the first Inference-Header-Content-Length bytes (nil: all JSON).

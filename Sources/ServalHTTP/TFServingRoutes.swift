@@ -30,6 +30,7 @@ struct TFServingRoutes {
                     let response = try await shared.router.infer(inference, on: route)
                     var answer = Response.json(TFServingCodec.encodeResponse(response, format: format))
                     answer.headers[HTTPHeaders.modelVersion] = response.modelVersion
+                    if let id = response.id { answer.headers[HTTPHeaders.requestID] = id }
                     return answer
                 }
             }

@@ -17,8 +17,10 @@ public struct JobRunner: Sendable {
 
     /// The v2 answer, as stored for `GET /v2/jobs/{id}/result`, and the JSON the callback carries.
     public func run(_ claim: JobClaim) async throws -> (version: Int, result: JobResult, callbackBody: String) {
-        let (request, binaryOutputs) = try Self.decode(body: claim.body, headerLength: claim.headerLength)
+        var (request, binaryOutputs) = try Self.decode(body: claim.body, headerLength: claim.headerLength)
         let job = claim.job
+        // A job without a v2 `id` answers under the job's id: the key its prediction is logged and given feedback by.
+        if request.id == nil { request.id = job.id }
         let route = try await router.route(job.model, job.pinnedVersion ? .version(job.version ?? 0) : .latest, routingKey: request.routingKey)
         let response = try await infer(request, on: route)
         let (json, binary) = KServeCodec.encodeResponse(response, binary: binaryOutputs)
@@ -34,13 +36,16 @@ public struct JobRunner: Sendable {
         let rows = request.inputs.values.first?.shape.first ?? 0
         guard limit > 0, rows > limit else { return try await router.infer(request, on: route, priority: .background) }
         try route.primary.validate(request)
+        var request = request
+        if request.id == nil { request.id = RequestID.next() }
+        let started = router.clock()
         let pieces = stride(from: 0, to: rows, by: limit).map { $0..<min($0 + limit, rows) }
         // All pieces are queued at once, so the batcher can run them back to back (and beside online traffic).
         let answers = try await withThrowingTaskGroup(of: (Int, InferenceResponse).self) { group in
             for (index, range) in pieces.enumerated() {
                 var piece = request
                 piece.inputs = request.inputs.mapValues { $0.rows(range) }
-                group.addTask { (index, try await router.infer(piece, on: route, priority: .background)) }
+                group.addTask { (index, try await router.infer(piece, on: route, priority: .background, observed: false)) }
             }
             var answers = [InferenceResponse?](repeating: nil, count: pieces.count)
             for try await (index, answer) in group { answers[index] = answer }
@@ -51,6 +56,7 @@ public struct JobRunner: Sendable {
             let parts = answers.map { answer in answer.outputs.first { $0.name == output.name }?.value }
             return (output.name, try Self.concatenate(parts, name: output.name))
         }
+        router.observe(request, joined, on: route, latency: router.clock() - started)
         return joined
     }
 

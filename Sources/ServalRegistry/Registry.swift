@@ -45,6 +45,9 @@ public actor Registry {
             "CREATE INDEX registry_outbox_event ON registry_outbox (event_id)",
             "ALTER TABLE registry_outbox ADD COLUMN attempt_log TEXT NOT NULL DEFAULT '[]'",
         ]),
+        Migration(id: "registry-5-monitoring", statements: [
+            "CREATE TABLE registry_monitoring (model TEXT PRIMARY KEY, config TEXT NOT NULL, updated_at TEXT NOT NULL, actor TEXT NOT NULL)",
+        ]),
     ]
 
     // MARK: - Reading
@@ -264,6 +267,41 @@ public actor Registry {
         try await store.transaction { connection in
             try await Self.lockModel(connection, model, time: time)
             try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: action, details: details, reason: reason)
+        }
+    }
+
+    /// Monitoring settings set through the API (JSON text) by model; a model absent here follows its `config.yaml`.
+    public func monitoringSettings() async throws -> [String: String] {
+        var settings: [String: String] = [:]
+        for row in try await store.query("SELECT model, config FROM registry_monitoring") {
+            if let model = row["model"].string, let config = row["config"].string { settings[model] = config }
+        }
+        return settings
+    }
+
+    /// Replaces a model's monitoring settings (nil: back to its `config.yaml`) and records the change, from and to,
+    /// in its history, in one transaction.
+    public func setMonitoring(_ model: String, settings: String?, actor: String, reason: String?) async throws {
+        let time = StoreClock.timestamp(now())
+        try await store.transaction { connection in
+            try await Self.lockModel(connection, model, time: time)
+            let previous = try await connection.queryOne("SELECT config FROM registry_monitoring WHERE model = ?", [.text(model)])?["config"].string
+            if let settings {
+                try await connection.execute(
+                    """
+                    INSERT INTO registry_monitoring (model, config, updated_at, actor) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (model) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at, actor = excluded.actor
+                    """,
+                    [.text(model), .text(settings), .text(time), .text(actor)])
+            } else {
+                try await connection.execute("DELETE FROM registry_monitoring WHERE model = ?", [.text(model)])
+            }
+            func document(_ text: String?) -> JSONDocument {
+                guard let text, let value = try? JSONDecoder().decode(JSONDocument.self, from: Data(text.utf8)) else { return .null }
+                return value
+            }
+            try await Self.appendHistory(connection, model: model, time: time, actor: actor, action: .monitoring,
+                                         details: ["from": document(previous), "to": document(settings)], reason: reason)
         }
     }
 

@@ -98,6 +98,8 @@ public enum HistoryAction: String, Sendable, Codable, CaseIterable {
     case register, label, unlabel, rollback, traffic
     case autoRollback = "auto_rollback"
     case promote, load, unload
+    /// A model's monitoring settings changed (`PUT /v2/models/{m}/monitoring`).
+    case monitoring
 }
 
 /// Internal actors, for changes no person made.

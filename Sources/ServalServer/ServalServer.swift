@@ -4,6 +4,7 @@ import Prometheus
 import ServalGRPC
 import ServalHTTP
 import ServalJobs
+import ServalMonitor
 import ServalRegistry
 import ServalServing
 import ServalStore
@@ -41,6 +42,8 @@ public struct ServerOptions: Sendable {
     public var jobMaxAttempts = 3
     /// Seconds before the second attempt of a failed job (doubling after each, capped at 60).
     public var jobRetryBase: Double = 1
+    /// Seconds between the points of each monitored version's history (`--monitoring-resolution-secs`).
+    public var monitoringResolution: Double = 60
     /// Tests wrap each version's executor to hold batches in flight.
     public var executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
 
@@ -69,6 +72,8 @@ public final class ServalServer: Sendable {
     public let webhooks: WebhookDelivery
     /// The async jobs API and its queue.
     public let jobs: JobService
+    /// Drift and performance monitoring of the models that ask for it.
+    public let monitor: Monitor
     private let services: [any Service]
     private let exitTimeout: Duration
     private let logger: Logger
@@ -89,7 +94,11 @@ public final class ServalServer: Sendable {
         let manager = ModelManager(
             repository: ModelRepository(root: options.repository), mode: options.controlMode, pins: registry.table, logger: logger,
             executorWrapper: options.executorWrapper)
-        lifecycle = ModelLifecycle(manager: manager, registry: registry, guardWebhookSecret: options.webhookSecret, logger: logger)
+        let monitor = try await Monitor(
+            manager: manager, repositoryRoot: options.repository, registry: registry, externalURL: "http://\(options.http.host):\(options.http.port)",
+            webhookSecret: options.webhookSecret ?? "", seriesInterval: options.monitoringResolution, logger: logger)
+        self.monitor = monitor
+        lifecycle = ModelLifecycle(manager: manager, registry: registry, guardWebhookSecret: options.webhookSecret, observer: monitor.intake, logger: logger)
         if !options.registryWebhooks.isEmpty {
             try await registry.addWebhooks(options.registryWebhooks.map { WebhookOutbox.Webhook(url: $0, secret: options.webhookSecret ?? "") })
         }
@@ -100,13 +109,16 @@ public final class ServalServer: Sendable {
         } else {
             try await lifecycle.reconcile()
         }
+        try await monitor.reconfigure()
         let state = ServerState()
         self.state = state
         let queue = try await JobQueue(store: store, callbackSecret: options.webhookSecret ?? "", retryBase: options.jobRetryBase)
         jobs = JobService(queue: queue, runner: JobRunner(router: lifecycle.router), defaultMaxAttempts: options.jobMaxAttempts)
         var workerSettings = options.jobWorkers
         workerSettings.ownsQueue = store.dialect == .sqlite
-        var background: [any Service] = [PeriodicService.storeWatcher(lifecycle, interval: options.storeRefreshInterval, logger: logger)]
+        var background: [any Service] = [
+            PeriodicService.storeWatcher(lifecycle, interval: options.storeRefreshInterval, logger: logger), MonitorService(monitor: monitor),
+        ]
         if let interval = options.webhookInterval {
             background.append(PeriodicService.webhookSender(webhooks, interval: interval, logger: logger))
         }
@@ -120,7 +132,7 @@ public final class ServalServer: Sendable {
         var services: [any Service] = []
         if options.frontends {
             services.append(HTTPServer.makeApplication(
-                lifecycle: lifecycle, configuration: options.http, state: state, jobs: jobs, services: background, metrics: metrics, logger: logger,
+                lifecycle: lifecycle, configuration: options.http, state: state, jobs: jobs, monitor: monitor, services: background, metrics: metrics, logger: logger,
                 onServerRunning: onHTTPListening))
         } else {
             services += background

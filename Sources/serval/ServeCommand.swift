@@ -62,6 +62,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("database-url"), help: "PostgreSQL URL for state shared by replicas (postgres://user@host:5432/db); replaces --data-dir.")
     var databaseURL: String?
 
+    @Option(name: .customLong("monitoring-resolution-secs"), help: "Seconds between the points of the monitoring history (drift share, accuracy, rate, p99).")
+    var monitoringResolutionSecs = 60.0
+
     @OptionGroup var jobs: JobOptions
 
     func validate() throws {
@@ -99,6 +102,8 @@ struct ServeCommand: AsyncParsableCommand {
         options.repositoryPollInterval = .seconds(repositoryPollSecs)
         options.databaseURL = databaseURL
         options.exitTimeout = .seconds(exitTimeoutSecs)
+        guard monitoringResolutionSecs > 0 else { throw ValidationError("--monitoring-resolution-secs must be positive") }
+        options.monitoringResolution = monitoringResolutionSecs
         options.registryWebhooks = registryWebhook
         if let file = registryWebhookSecretFile { options.webhookSecret = try JobOptions.secret(file, flag: "--registry-webhook-secret-file") }
         try jobs.apply(to: &options)

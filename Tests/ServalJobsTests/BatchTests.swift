@@ -3,6 +3,7 @@ import ServalEngine
 import ServalJobs
 import ServalONNX
 import ServalTensor
+import ServalWire
 import Testing
 
 /// `serval batch`'s reader and scorer: CSV edge cases, bad rows by line, shards that concatenate to the whole,

@@ -1,6 +1,7 @@
 import Foundation
 import ServalEngine
 import ServalTensor
+import ServalWire
 
 /// One row that could not be scored: its physical line, the column at fault (if one), and why.
 struct RowFailure: Sendable {

@@ -22,11 +22,14 @@ public actor ModelLifecycle {
     /// Signs the guard's own webhook (`guard.webhook`) when set: the server's registry webhook secret.
     public nonisolated let guardWebhookSecret: String?
 
-    public init(manager: ModelManager, registry: Registry, guardWebhookSecret: String? = nil, logger: Logger = Logger(label: "serval.lifecycle")) {
+    public init(
+        manager: ModelManager, registry: Registry, guardWebhookSecret: String? = nil, observer: (any InferenceObserver)? = nil,
+        logger: Logger = Logger(label: "serval.lifecycle")
+    ) {
         self.manager = manager
         self.registry = registry
         self.guardWebhookSecret = guardWebhookSecret
-        self.router = Router(manager: manager, table: registry.table)
+        self.router = Router(manager: manager, table: registry.table, observer: observer)
         self.logger = logger
     }
 

@@ -35,14 +35,18 @@ public final class Router: Sendable {
     /// Monotonic seconds; tests inject their own.
     public let clock: @Sendable () -> Double
     private let random: @Sendable () -> Int
+    /// Sees every answered request (the model monitor); nil: nothing watches.
+    public let observer: (any InferenceObserver)?
 
     /// The label unversioned requests follow when the model has one and no traffic policy.
     public static let defaultLabel = TrafficPolicy.stableLabel
 
     public init(
         manager: ModelManager, table: RoutingTable, statistics: TrafficStatistics = TrafficStatistics(), shadows: ShadowRunner = ShadowRunner(),
-        clock: @escaping @Sendable () -> Double = Router.monotonicSeconds, random: (@Sendable () -> Int)? = nil
+        clock: @escaping @Sendable () -> Double = Router.monotonicSeconds, random: (@Sendable () -> Int)? = nil,
+        observer: (any InferenceObserver)? = nil
     ) {
+        self.observer = observer
         self.manager = manager
         self.table = table
         self.statistics = statistics
@@ -89,23 +93,39 @@ public final class Router: Sendable {
         }
     }
 
-    /// Runs `request` on the route's primary version; a policy-routed request's outcome is recorded for its arm.
-    public func infer(_ request: InferenceRequest, on route: Route, priority: RequestPriority = .normal) async throws -> InferenceResponse {
-        guard let arm = route.arm else { return try await route.primary.infer(request, priority: priority) }
+    /// Runs `request` on the route's primary version; a policy-routed request's outcome is recorded for its arm,
+    /// and the observer sees the answer. A request without an id gets one, so it can be logged and given feedback.
+    /// `observed: false` leaves the observer out (a job's pieces, observed once joined through `observe`).
+    public func infer(_ request: InferenceRequest, on route: Route, priority: RequestPriority = .normal, observed: Bool = true) async throws -> InferenceResponse {
+        var request = request
+        if request.id == nil { request.id = RequestID.next() }
+        let watcher = observed ? observer : nil
+        guard route.arm != nil || watcher != nil else { return try await route.primary.infer(request, priority: priority) }
         let started = clock()
         do {
             let response = try await route.primary.infer(request, priority: priority)
-            statistics.record(model: route.model, arm: arm, time: started, milliseconds: (clock() - started) * 1000, failed: false)
-            for shadow in route.shadows {
-                shadows.submit(.init(model: route.model, target: shadow.target, shadow: shadow.model, request: request, primary: response))
+            let seconds = clock() - started
+            if let arm = route.arm {
+                statistics.record(model: route.model, arm: arm, time: started, milliseconds: seconds * 1000, failed: false)
+                for shadow in route.shadows {
+                    shadows.submit(.init(model: route.model, target: shadow.target, shadow: shadow.model, request: request, primary: response))
+                }
             }
+            watcher?.observe(Observation(model: route.model, version: route.primary.version, arm: route.arm, request: request, response: response,
+                                         latency: seconds, time: Date().timeIntervalSince1970))
             return response
         } catch let error as ServingError {
-            if error.isServerFault {
+            if let arm = route.arm, error.isServerFault {
                 statistics.record(model: route.model, arm: arm, time: started, milliseconds: (clock() - started) * 1000, failed: true)
             }
             throw error
         }
+    }
+
+    /// Hands an answer computed outside `infer` (a job joined from pieces) to the observer.
+    public func observe(_ request: InferenceRequest, _ response: InferenceResponse, on route: Route, latency: Double) {
+        observer?.observe(Observation(model: route.model, version: route.primary.version, arm: route.arm, request: request, response: response,
+                                      latency: latency, time: Date().timeIntervalSince1970))
     }
 
     /// The version `selector` resolves to without requiring it to be ready (for status and readiness calls).
