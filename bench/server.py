@@ -10,7 +10,13 @@ start until every model answers ready). For serval also the server overhead per 
 minus the compute time its own metrics report.
 
 Usage: python bench/server.py [--serval .build/release/serval] [--duration 10] [--concurrency 1,16,64]
-Writes the "Serving" section of bench/RESULTS.md. Needs wrk and h2load (apt: wrk nghttp2-client) and: mlserver==1.7.1 uvloop==0.21.0 flask gunicorn onnxruntime.
+Writes the "Serving" section of bench/RESULTS.md.
+
+    python bench/server.py --monitoring-cost [--rounds 3] [--duration 10]
+
+measures what monitoring costs instead: one serval process, iris at concurrency 16, rounds alternating between
+monitoring off (the model has no `monitoring:` settings) and on at sample rate 1.0 (set with PUT
+/v2/models/iris/monitoring), and writes the "Monitoring cost" section. Needs wrk and h2load (apt: wrk nghttp2-client) and: mlserver==1.7.1 uvloop==0.21.0 flask gunicorn onnxruntime.
 """
 import argparse
 import json
@@ -212,7 +218,11 @@ def main():
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--servers", default="serval,mlserver,flask")
+    parser.add_argument("--monitoring-cost", action="store_true", help="measure monitoring on vs off in one serval process")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.monitoring_cost:
+        return monitoring_cost(args)
     levels = [int(c) for c in args.concurrency.split(",")]
     rows = []
     starts = {}
@@ -244,6 +254,72 @@ def main():
                 except subprocess.TimeoutExpired:
                     process.kill()
     write_results(rows, starts, " ".join(["python", "bench/server.py"] + sys.argv[1:]))
+
+
+def monitoring_cost(args):
+    """iris at concurrency 16, monitoring off then on (sample rate 1.0), alternating in one process."""
+    import shutil
+    with tempfile.TemporaryDirectory() as work:
+        repository = os.path.join(work, "models")
+        shutil.copytree(REPOSITORY, repository)
+        with open(os.path.join(repository, "iris", "config.yaml"), "w") as f:
+            f.write("# monitoring is switched on and off by the benchmark through PUT /v2/models/iris/monitoring\n")
+        settings = {"reference": "reference.csv", "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                    "window": 500, "sample_rate": 1.0, "performance": {"task": "classification", "label_column": "species", "min_accuracy": 0.9}}
+        port = free_port()
+        process = subprocess.Popen(["taskset", "-c", "0", args.serval, "serve", "--model-repository", repository, "--data-dir", os.path.join(work, "data"),
+                                    "--http-port", str(port), "--grpc-port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(600):
+                if get(f"http://127.0.0.1:{port}/v2/models/iris/ready") == 200:
+                    break
+                time.sleep(0.05)
+
+            def switch(on):
+                method = "PUT" if on else "DELETE"
+                body = json.dumps(settings).encode() if on else None
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/iris/monitoring", data=body, method=method)
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    assert response.status == 200
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/iris/monitoring", timeout=10) as response:
+                    assert (json.load(response)["monitoring"] is not None) == on
+
+            wrk(port, "iris", 16, 2, work)  # warm-up
+            rounds = []
+            for index in range(args.rounds):
+                pair = {}
+                for on in (False, True):
+                    switch(on)
+                    pair[on] = wrk(port, "iris", 16, args.duration, work)
+                    print(json.dumps({"round": index, "monitoring": on, **pair[on]}), flush=True)
+                rounds.append(pair)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                metrics = response.read().decode()
+            dropped = sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("serval_payload_log_dropped_total{"))
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/iris/logs?limit=1000", timeout=10) as response:
+                logged = len(response.read().splitlines())
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    command = " ".join(["python", "bench/server.py"] + sys.argv[1:])
+    lines = ["## Monitoring cost: iris at concurrency 16, monitoring on (sample rate 1.0) vs off", "",
+             f"Command: `{command}` (release build; {time.strftime('%Y-%m-%d')}, shared 2-vCPU machine). One serval process pinned to CPU 0, "
+             "wrk (1 thread, 16 connections, KServe v2 JSON at batch 1) on CPU 1. Each round measures off (no `monitoring:` settings) then on "
+             "(PUT /v2/models/iris/monitoring with sample_rate 1.0: every request is logged to SQLite and scored once a second). "
+             "Targets: throughput on/off ≥ 0.95, p99 on/off ≤ 1.10.", "",
+             "| round | off req/s | on req/s | throughput on/off | off p99 ms | on p99 ms | p99 on/off |", "|---|---|---|---|---|---|---|"]
+    for index, pair in enumerate(rounds):
+        off, on = pair[False], pair[True]
+        lines.append(f"| {index + 1} | {off['rps']:.0f} | {on['rps']:.0f} | **{on['rps'] / off['rps']:.3f}** | {off['p99']:.3f} | {on['p99']:.3f} | "
+                     f"**{on['p99'] / off['p99']:.2f}** |")
+    total_off = sum(p[False]["rps"] for p in rounds) / len(rounds)
+    total_on = sum(p[True]["rps"] for p in rounds) / len(rounds)
+    lines += ["", f"Mean over rounds: throughput on/off **{total_on / total_off:.3f}**, p99 on/off "
+              f"**{sum(p[True]['p99'] for p in rounds) / sum(p[False]['p99'] for p in rounds):.2f}**. "
+              f"Payload-log rows dropped: {dropped:.0f}; the log's newest rows were readable afterwards ({logged} fetched of the last 1000).", ""]
+    section = "\n".join(lines)
+    write_section("## Monitoring cost", section)
+    print(section)
 
 
 def measure_grpc(process, port, args, model, concurrency, work, multiplexed):

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 # Python venv with the pinned onnx, used to regenerate the backend test data.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, opentelemetry.proto; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
@@ -83,6 +83,9 @@ python3 scripts/deploy/dashboard.py --check
 
 echo "== Monitoring end to end: drift, feedback and realised accuracy against scikit-learn, Alertmanager webhooks, the report page in Chromium, metrics used by rules and dashboard, kill -9"
 .venv/bin/python scripts/e2e/monitoring.py "$serval"
+
+echo "== Tracing end to end: spans over OTLP/gRPC to a small receiver, W3C traceparent on REST and gRPC"
+.venv/bin/python scripts/e2e/tracing.py "$serval"
 
 echo "== serval batch end to end against onnxruntime (bounded here; the script's defaults run 1,000,000 rows)"
 .venv/bin/python scripts/e2e/batch.py "$serval" --rows 300000 --mlp-rows 50000

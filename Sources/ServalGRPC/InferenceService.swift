@@ -1,4 +1,5 @@
 import GRPCCore
+import Tracing
 import ServalServing
 import ServalWire
 
@@ -44,6 +45,26 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
 
     func modelInfer(request: Inference_ModelInferRequest, context: ServerContext) async throws -> Inference_ModelInferResponse {
         try await GRPCStatus.mapping { try await cancellable { try await infer(request) } }
+    }
+
+    /// The full form of ModelInfer, for its metadata: a W3C `traceparent` there makes Serval's span join the caller's trace.
+    func modelInfer(
+        request: ServerRequest<Inference_ModelInferRequest>, context: ServerContext
+    ) async throws -> ServerResponse<Inference_ModelInferResponse> {
+        guard let tracer = router.tracer else {
+            return ServerResponse(message: try await modelInfer(request: request.message, context: context))
+        }
+        let started = ContinuousClock.now
+        let parent = RequestTrace.parent(from: request.metadata, using: MetadataExtractor(), tracer: tracer)
+        let trace = RequestTrace(tracer: tracer, operation: "inference.GRPCInferenceService/ModelInfer", parent: parent, started: started)
+        do {
+            let message = try await GRPCStatus.mapping { try await cancellable { try await infer(request.message, trace: trace, started: started) } }
+            trace.finish()
+            return ServerResponse(message: message)
+        } catch {
+            trace.finish(error: error)
+            throw error
+        }
     }
 
     /// Requests on one stream run concurrently (so they can share a batch); each answer is written as soon
@@ -146,11 +167,16 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
         }
     }
 
-    private func infer(_ message: Inference_ModelInferRequest) async throws -> Inference_ModelInferResponse {
+    private func infer(
+        _ message: Inference_ModelInferRequest, trace: RequestTrace? = nil, started: ContinuousClock.Instant = .now
+    ) async throws -> Inference_ModelInferResponse {
         let request = try InferenceCodec.decodeRequest(message)
+        trace?.child("decode", from: started, to: .now)
         let model = try Self.modelName(message.modelName)
         let route = try await router.route(model, try ModelSelector.parse(version: message.modelVersion, model: model), routingKey: request.routingKey)
-        let response = try await router.infer(request, on: route)
+        let response = try await router.infer(request, on: route, trace: trace)
+        let encoding = ContinuousClock.now
+        defer { trace?.child("encode", from: encoding, to: .now) }
         return InferenceCodec.encodeResponse(response, raw: InferenceCodec.wantsRawOutputs(message))
     }
 
@@ -172,5 +198,12 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
     /// Serval serves one repository; Triton clients name it with an empty string.
     private static func checkRepository(_ name: String) throws {
         guard name.isEmpty else { throw ServingError.invalidArgument("unknown repository '\(name)': Serval serves one repository, named by an empty string") }
+    }
+}
+
+/// Reads the W3C trace context from gRPC metadata.
+struct MetadataExtractor: Extractor {
+    func extract(key: String, from metadata: Metadata) -> String? {
+        metadata[stringValues: key].first { _ in true }
     }
 }

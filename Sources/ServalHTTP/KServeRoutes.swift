@@ -36,6 +36,7 @@ struct KServeRoutes {
                 return Response.json(json.text, status: ready ? .ok : .serviceUnavailable)
             }
             routes.post(prefix + "/infer") { request, context in
+                let started = ContinuousClock.now
                 let name = try context.parameters.require("model")
                 let selector = try ModelSelector.parse(version: context.parameters.get("version"), model: name)
                 let body = try await shared.collect(request)
@@ -45,8 +46,17 @@ struct KServeRoutes {
                     response.headers[HTTPHeaders.preferenceApplied] = "respond-async"
                     return response
                 }
-                return try await ConnectionWatch.cancellingOnDisconnect(context) {
-                    try await Self.infer(shared, model: name, selector: selector, request: request, body: body)
+                let trace = HTTPTracing.start(shared.router.tracer, "POST /v2/models/{model}/infer", request: request, started: started)
+                do {
+                    let response = try await ConnectionWatch.cancellingOnDisconnect(context) {
+                        try await Self.infer(shared, model: name, selector: selector, request: request, body: body, trace: trace, started: started)
+                    }
+                    trace?.finish()
+                    if shared.configuration.accessLog { AccessLog.inference(context.logger, response, started: started) }
+                    return response
+                } catch {
+                    trace?.finish(error: error)
+                    throw error
                 }
             }
             routes.get(prefix + "/stats") { _, context in
@@ -68,11 +78,17 @@ struct KServeRoutes {
 
     /// Decodes (JSON, or a JSON header followed by binary tensors), routes (sticky by `parameters.routing_key` or
     /// the `Serval-Routing-Key` header), runs through the router, encodes in kind.
-    static func infer(_ shared: RouteContext, model: String, selector: ModelSelector, request: Request, body: ByteBuffer) async throws -> Response {
+    static func infer(
+        _ shared: RouteContext, model: String, selector: ModelSelector, request: Request, body: ByteBuffer, trace: RequestTrace? = nil,
+        started: ContinuousClock.Instant = .now
+    ) async throws -> Response {
         let headerLength = try Self.headerLength(request)
         let (inference, binaryOutputs) = try body.withUnsafeReadableBytes { try KServeCodec.decodeRequest(body: $0, headerLength: headerLength) }
+        trace?.child("decode", from: started, to: .now)
         let route = try await shared.router.route(model, selector, routingKey: inference.routingKey ?? request.headers[HTTPHeaders.routingKey])
-        let response = try await shared.router.infer(inference, on: route)
+        let response = try await shared.router.infer(inference, on: route, trace: trace)
+        let encoding = ContinuousClock.now
+        defer { trace?.child("encode", from: encoding, to: .now) }
         let (json, binary) = KServeCodec.encodeResponse(response, binary: binaryOutputs)
         guard !binary.isEmpty || binaryOutputs != .none else {
             var answer = Response.json(json)

@@ -20,17 +20,24 @@ struct TFServingRoutes {
                 return Response.json(Self.metadata(route.primary))
             }
             routes.post(path) { request, context in
+                let started = ContinuousClock.now
                 let (name, selector, method) = try Self.selector(context, addressing, method: true)
                 guard let method else { throw ServingError(.unsupported, "POST needs a method, e.g. /v1/models/NAME:predict") }
                 guard method == "predict" else { throw ServingError(.unsupported, "':\(method)' is not supported; use ':predict'") }
                 let route = try await shared.router.route(name, selector, routingKey: request.headers[HTTPHeaders.routingKey])
                 let body = try await shared.collect(request)
+                let trace = HTTPTracing.start(shared.router.tracer, "POST /v1/models/{model}:predict", request: request, started: started)
+                defer { trace?.finish() }
                 return try await ConnectionWatch.cancellingOnDisconnect(context) {
                     let (inference, format) = try body.withUnsafeReadableBytes { try TFServingCodec.decodeRequest(try JSONParser.parse($0), inputs: route.primary.inputs) }
-                    let response = try await shared.router.infer(inference, on: route)
+                    trace?.child("decode", from: started, to: .now)
+                    let response = try await shared.router.infer(inference, on: route, trace: trace)
+                    let encoding = ContinuousClock.now
                     var answer = Response.json(TFServingCodec.encodeResponse(response, format: format))
+                    trace?.child("encode", from: encoding, to: .now)
                     answer.headers[HTTPHeaders.modelVersion] = response.modelVersion
                     if let id = response.id { answer.headers[HTTPHeaders.requestID] = id }
+                    if shared.configuration.accessLog { AccessLog.inference(context.logger, answer, started: started) }
                     return answer
                 }
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import OTel
 import Prometheus
 import ServalGRPC
 import ServalHTTP
@@ -8,7 +9,9 @@ import ServalMonitor
 import ServalRegistry
 import ServalServing
 import ServalStore
+import ServalWire
 import ServiceLifecycle
+import Tracing
 import UnixSignals
 
 /// Everything `serval serve` runs, in one place: the options it is given.
@@ -42,6 +45,8 @@ public struct ServerOptions: Sendable {
     public var jobMaxAttempts = 3
     /// Seconds before the second attempt of a failed job (doubling after each, capped at 60).
     public var jobRetryBase: Double = 1
+    /// `--otlp-endpoint`: where request traces go over OTLP/gRPC (e.g. `http://127.0.0.1:4317`); nil: tracing is off.
+    public var otlpEndpoint: String?
     /// Seconds between the points of each monitored version's history (`--monitoring-resolution-secs`).
     public var monitoringResolution: Double = 60
     /// Tests wrap each version's executor to hold batches in flight.
@@ -98,7 +103,10 @@ public final class ServalServer: Sendable {
             manager: manager, repositoryRoot: options.repository, registry: registry, externalURL: "http://\(options.http.host):\(options.http.port)",
             webhookSecret: options.webhookSecret ?? "", seriesInterval: options.monitoringResolution, logger: logger)
         self.monitor = monitor
-        lifecycle = ModelLifecycle(manager: manager, registry: registry, guardWebhookSecret: options.webhookSecret, observer: monitor.intake, logger: logger)
+        var tracing: (tracer: any Tracer, service: any Service)?
+        if let endpoint = options.otlpEndpoint { tracing = try Self.tracing(endpoint: endpoint) }
+        lifecycle = ModelLifecycle(
+            manager: manager, registry: registry, guardWebhookSecret: options.webhookSecret, observer: monitor.intake, tracer: tracing?.tracer, logger: logger)
         if !options.registryWebhooks.isEmpty {
             try await registry.addWebhooks(options.registryWebhooks.map { WebhookOutbox.Webhook(url: $0, secret: options.webhookSecret ?? "") })
         }
@@ -128,8 +136,9 @@ public final class ServalServer: Sendable {
         if options.controlMode == .poll {
             background.append(PeriodicService.repositoryPoller(lifecycle, interval: options.repositoryPollInterval, logger: logger))
         }
-        // The group shuts down in reverse order: readiness flips first, then the job workers, gRPC and HTTP drain.
-        var services: [any Service] = []
+        // The group shuts down in reverse order: readiness flips first, then the job workers, gRPC and HTTP drain;
+        // the trace exporter goes last, after it has flushed the spans of the requests that drained.
+        var services: [any Service] = tracing.map { [$0.service] } ?? []
         if options.frontends {
             services.append(HTTPServer.makeApplication(
                 lifecycle: lifecycle, configuration: options.http, state: state, jobs: jobs, monitor: monitor, services: background, metrics: metrics, logger: logger,
@@ -147,6 +156,27 @@ public final class ServalServer: Sendable {
         services.append(DrainOnShutdown(state: state))
         self.services = services
         exitTimeout = options.exitTimeout
+    }
+
+    /// A tracer exporting over OTLP/gRPC to `endpoint`, and the service that batches and sends its spans. Only traces:
+    /// metrics stay on `/metrics` and logs on stderr. The OTEL_* environment variables still apply (e.g.
+    /// OTEL_BSP_SCHEDULE_DELAY for the export interval).
+    static func tracing(endpoint: String) throws -> (tracer: any Tracer, service: any Service) {
+        guard let url = URL(string: endpoint), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+            throw ServingError.invalidArgument("--otlp-endpoint must be an http(s) URL such as http://127.0.0.1:4317, got '\(endpoint)'")
+        }
+        var configuration = OTel.Configuration.default
+        configuration.serviceName = "serval"
+        configuration.metrics.enabled = false
+        configuration.logs.enabled = false
+        configuration.traces.enabled = true
+        configuration.traces.exporter = .otlp
+        configuration.traces.otlpExporter.protocol = .grpc
+        configuration.traces.otlpExporter.endpoint = endpoint
+        configuration.propagators = [.traceContext]
+        configuration.traces.sampler = .parentBasedAlwaysOn
+        let backend = try OTel.makeTracingBackend(configuration: configuration)
+        return (backend.factory, backend.service)
     }
 
     /// The service group of this server; `signals` start a graceful shutdown (empty for tests).

@@ -65,6 +65,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("monitoring-resolution-secs"), help: "Seconds between the points of the monitoring history (drift share, accuracy, rate, p99).")
     var monitoringResolutionSecs = 60.0
 
+    @Option(name: .customLong("otlp-endpoint"), help: "Send request traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317). Off by default.")
+    var otlpEndpoint: String?
+
     @OptionGroup var jobs: JobOptions
 
     func validate() throws {
@@ -104,6 +107,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.exitTimeout = .seconds(exitTimeoutSecs)
         guard monitoringResolutionSecs > 0 else { throw ValidationError("--monitoring-resolution-secs must be positive") }
         options.monitoringResolution = monitoringResolutionSecs
+        options.otlpEndpoint = otlpEndpoint
         options.registryWebhooks = registryWebhook
         if let file = registryWebhookSecretFile { options.webhookSecret = try JobOptions.secret(file, flag: "--registry-webhook-secret-file") }
         try jobs.apply(to: &options)

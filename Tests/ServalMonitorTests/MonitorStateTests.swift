@@ -188,3 +188,10 @@ extension MonitorStateTests {
         }
     }
 }
+
+extension MonitorStateTests {
+    @Test func aConfigOfCommentsOnlyHasNoMonitoring() throws {
+        #expect(try MonitoringConfig.fromModelConfig("# monitoring switched on through the API\n", file: "m/config.yaml") == nil)
+        #expect(try MonitoringConfig.fromModelConfig("", file: "m/config.yaml") == nil)
+    }
+}

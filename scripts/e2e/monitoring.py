@@ -39,12 +39,18 @@ os.makedirs(repository)
 shutil.copytree(os.path.join(root, "examples/models/iris"), os.path.join(repository, "iris"))
 
 received = []
+events = []
 
 
 class Receiver(BaseHTTPRequestHandler):
+    """/hook takes Alertmanager webhooks; /events takes the CloudEvents of the payload logger."""
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        received.append(json.loads(body))
+        if self.path == "/events":
+            events.append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
+        else:
+            received.append(json.loads(body))
         self.send_response(200)
         self.end_headers()
 
@@ -63,6 +69,7 @@ with open(os.path.join(repository, "iris", "config.yaml"), "w") as handle:
   drift: {{method: auto, share: 0.25}}
   performance: {{task: classification, label_column: species, min_accuracy: 0.9}}
   alert: {{webhook: "{hook}", for_windows: 1}}
+  logger: {{url: "http://127.0.0.1:{receiver.server_port}/events", mode: all}}
 """)
 reference = np.loadtxt(os.path.join(repository, "iris", "reference.csv"), delimiter=",", skiprows=1)
 features = reference[:, :4]
@@ -210,6 +217,21 @@ try:
     check("1. no feature drifts", not any(f["drifted"] for f in status["features"]), [(f["name"], f["score"]) for f in status["features"]])
     check("1. no dataset drift, no alert", status["dataset_drift"]["drifted"] is False and alert_state(status, "dataset_drift") == "inactive", status["alerts"])
     check("1. the receiver got nothing", not received, received)
+    for _ in range(100):
+        if len(events) >= 1000:
+            break
+        time.sleep(0.1)
+    by_type = {}
+    for headers, body in events:
+        by_type.setdefault(headers.get("ce-type"), []).append((headers, body))
+    requests_seen = by_type.get("org.kubeflow.serving.inference.request", [])
+    responses_seen = by_type.get("org.kubeflow.serving.inference.response", [])
+    check("1. CloudEvents: a request and a response event per request", len(requests_seen) == 500 and len(responses_seen) == 500,
+          {k: len(v) for k, v in by_type.items()})
+    first = requests_seen[0] if requests_seen else ({}, {})
+    check("1. CloudEvents: binary mode, ce-id is the request id, the v2 body", first[0].get("ce-specversion") == "1.0"
+          and first[0].get("ce-id") == first[1].get("id") and first[0].get("ce-inferenceservicename") == "iris"
+          and first[1]["inputs"][0]["name"] == "X", first)
 
     # 2. sepal_width shifted by +1.5 cm.
     shifted = features[rng.integers(0, len(features), 500)].copy()

@@ -7,6 +7,9 @@ p-value and verdict, the dataset verdict and the prediction drift with what Evid
 DatasetDriftMetric, the same column types, methods and thresholds) and scipy compute on the same rows.
 
 Scores and p-values must agree within 1e-6 relative (1e-9 absolute near 0); verdicts must be identical.
+Then ground truth is sent for every row (POST .../feedback by the ids the answers returned), and the realised
+metrics must equal scikit-learn's on the same pairs within 1e-9: accuracy, macro F1, precision, recall and ROC-AUC
+for the binary classifier, MAE, RMSE and R² for a regression model.
 
 usage: drift.py SERVAL_BINARY WORKDIR
 """
@@ -50,6 +53,19 @@ def classifier(features):
         [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
          helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
         initializer=[starts, ends, axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def regressor(features):
+    """X [N, F] float → value [N, 1] = X · w + 0.5, a linear regressor."""
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [features, 1], [0.5 * (i + 1) for i in range(features)])
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [1], [0.5])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "w"], ["product"]), helper.make_node("Add", ["product", "b"], ["value"])],
+        "drift_regressor", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("value", TensorProto.FLOAT, ["N", 1])], initializer=[weights, bias])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -155,16 +171,20 @@ def main():
     repository = os.path.join(work, "models")
     os.makedirs(repository, exist_ok=True)
     all_cases = cases(rng)
-    for name, reference, current, categorical, settings in all_cases:
+    regression_reference = pd.DataFrame({"a": rng.normal(0, 1, 400), "b": rng.normal(2, 1, 400)})
+    regression_current = pd.DataFrame({"a": rng.normal(0.2, 1, 300), "b": rng.normal(2, 1.2, 300)})
+    for name, reference, current, categorical, settings in all_cases + [("regression", regression_reference, regression_current, [], {})]:
         folder = os.path.join(repository, name)
         os.makedirs(os.path.join(folder, "1"), exist_ok=True)
-        onnx.save(classifier(reference.shape[1]), os.path.join(folder, "1", "model.onnx"))
+        model = regressor(reference.shape[1]) if name == "regression" else classifier(reference.shape[1])
+        onnx.save(model, os.path.join(folder, "1", "model.onnx"))
         with open(os.path.join(folder, "reference.csv"), "w") as handle:
             handle.write(",".join(reference.columns) + "\n")
             for row in reference.itertuples(index=False):
                 handle.write(",".join(repr(float(v)) for v in row) + "\n")
         monitoring = {"reference": "reference.csv", "window": len(current), "categorical": categorical,
-                      "drift": {"method": settings.get("method", "auto"), "threshold": settings.get("threshold"), "share": 0.5}}
+                      "drift": {"method": settings.get("method", "auto"), "threshold": settings.get("threshold"), "share": 0.5},
+                      "performance": {"task": "regression" if name == "regression" else "classification"}}
         with open(os.path.join(folder, "config.yaml"), "w") as handle:
             handle.write("max_batch_size: 0\nmonitoring: " + json.dumps(monitoring) + "\n")
     port = free_port()
@@ -222,10 +242,58 @@ def main():
             check(f"{name}/prediction: method", got is not None and got["method"] == STATTEST_NAMES[expected["stattest_name"]], f"serval {got}")
             check(f"{name}/prediction: score {expected['drift_score']:.6g}", got is not None and close(got["score"], float(expected["drift_score"])), f"serval {got}")
             check(f"{name}/prediction: verdict", got is not None and got["drifted"] == bool(expected["drift_detected"]), f"serval {got}")
+        realised_checks(check, url, "small_numeric", all_cases[0][2], rng, regression=False)
+        realised_checks(check, url, "regression", regression_current, rng, regression=True)
     finally:
         process.terminate()
         process.wait(timeout=30)
     check.finish()
+
+
+def realised_checks(check, url, name, current, rng, regression):
+    """Sends `current` (again, for the regression model the first time), then ground truth for every row by the ids
+    the answers returned; the realised metrics must equal scikit-learn's on the same pairs within 1e-9."""
+    from sklearn.metrics import (accuracy_score, f1_score, mean_absolute_error, mean_squared_error, precision_score, r2_score,
+                                 recall_score, roc_auc_score)
+    rows = current.to_numpy(dtype=np.float32)
+    items, truth, predicted, scores = [], [], [], []
+    for start in range(0, len(rows), 100):
+        chunk = rows[start:start + 100]
+        body = {"inputs": [{"name": "X", "shape": list(chunk.shape), "datatype": "FP32", "data": chunk.ravel().tolist()}]}
+        answer = requests.post(f"{url}/v2/models/{name}/infer", json=body, timeout=30).json()
+        outputs = {o["name"]: o for o in answer["outputs"]}
+        if regression:
+            values = outputs["value"]["data"]
+            labels = [float(v) + float(e) for v, e in zip(values, rng.normal(0, 0.7, len(values)))]
+            predicted += [float(np.float32(v)) for v in values]  # the FP32 values the server holds, not their decimal text
+        else:
+            labels = [int(v) for v in rng.integers(0, 2, len(chunk))]
+            predicted += outputs["label"]["data"]
+            probabilities = np.array(outputs["probabilities"]["data"], dtype=np.float64).reshape(-1, 2)
+            scores += probabilities[:, 1].tolist()
+        truth += labels
+        items.append({"id": answer["id"], "ground_truth": labels})
+    reply = requests.post(f"{url}/v2/models/{name}/feedback", json={"items": items}, timeout=30)
+    check(f"{name}: feedback for {len(truth)} rows accepted", reply.status_code == 200 and reply.json()["rows"] == len(truth), reply.text)
+    status = None
+    for _ in range(300):
+        status = requests.get(f"{url}/v2/models/{name}/monitoring/status", timeout=10).json()
+        if status["performance"]["labelled_rows"] == len(truth):
+            break
+        time.sleep(0.1)
+    realised = status["performance"]["realised"] or {}
+    if regression:
+        # The server's predictions are FP32 values; scikit-learn gets the same numbers the answers carried.
+        expected = {"mae": mean_absolute_error(truth, predicted), "rmse": float(np.sqrt(mean_squared_error(truth, predicted))),
+                    "r2": r2_score(truth, predicted)}
+    else:
+        expected = {"accuracy": accuracy_score(truth, predicted), "f1": f1_score(truth, predicted, average="macro", zero_division=0),
+                    "precision": precision_score(truth, predicted, average="macro", zero_division=0),
+                    "recall": recall_score(truth, predicted, average="macro", zero_division=0), "roc_auc": roc_auc_score(truth, scores)}
+    check(f"{name}: {len(truth)} labelled rows", status["performance"]["labelled_rows"] == len(truth), status["performance"])
+    for metric, value in expected.items():
+        got = realised.get(metric)
+        check(f"{name}: realised {metric} {value:.6f} equals scikit-learn's", got is not None and abs(got - value) <= 1e-9, f"serval {got}")
 
 
 if __name__ == "__main__":

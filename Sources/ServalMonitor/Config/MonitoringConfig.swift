@@ -22,6 +22,29 @@ public struct MonitoringConfig: Sendable, Equatable, Codable {
     public var alert: Alert?
     /// Payload-log retention.
     public var log: Retention
+    /// Optional CloudEvents sink, KServe-logger style.
+    public var logger: Logger?
+
+    /// Where sampled requests and responses are also posted as CloudEvents (binary mode, `ce-*` headers), in the
+    /// manner of KServe's inference logger.
+    public struct Logger: Sendable, Equatable, Codable {
+        public enum Mode: String, Sendable, Codable { case all, request, response }
+        public var url: String
+        public var mode: Mode
+
+        public init(url: String, mode: Mode = .all) {
+            self.url = url
+            self.mode = mode
+        }
+
+        enum CodingKeys: String, CodingKey { case url, mode }
+
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            url = try container.decode(String.self, forKey: .url)
+            mode = try container.decodeIfPresent(Mode.self, forKey: .mode) ?? .all
+        }
+    }
 
     /// A feature named, or picked by its column index.
     public enum FeatureReference: Sendable, Equatable, Codable {
@@ -166,13 +189,15 @@ public struct MonitoringConfig: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case reference, features, categorical, input, window, sampleRate = "sample_rate", drift, performance, alert, log
+        case reference, features, categorical, input, window, sampleRate = "sample_rate", drift, performance, alert, log, logger
     }
 
     public init(
         reference: String? = nil, features: [String]? = nil, categorical: [FeatureReference] = [], input: String? = nil, window: Int = 500,
-        sampleRate: Double = 1, drift: Drift = Drift(), performance: Performance? = nil, alert: Alert? = nil, log: Retention = Retention()
+        sampleRate: Double = 1, drift: Drift = Drift(), performance: Performance? = nil, alert: Alert? = nil, log: Retention = Retention(),
+        logger: Logger? = nil
     ) {
+        self.logger = logger
         self.reference = reference
         self.features = features
         self.categorical = categorical
@@ -198,6 +223,7 @@ public struct MonitoringConfig: Sendable, Equatable, Codable {
         performance = try container.decodeIfPresent(Performance.self, forKey: .performance)
         alert = try container.decodeIfPresent(Alert.self, forKey: .alert)
         log = try container.decodeIfPresent(Retention.self, forKey: .log) ?? Retention()
+        logger = try container.decodeIfPresent(Logger.self, forKey: .logger)
     }
 
     /// Range checks the types alone do not make; the message names the field.
@@ -212,14 +238,18 @@ public struct MonitoringConfig: Sendable, Equatable, Codable {
         if let url = alert?.webhook, URL(string: url)?.scheme.map({ $0 == "http" || $0 == "https" }) != true {
             throw MonitoringConfigError("alert.webhook: expected an http(s) URL, got '\(url)'")
         }
+        if let url = logger?.url, URL(string: url)?.scheme.map({ $0 == "http" || $0 == "https" }) != true {
+            throw MonitoringConfigError("logger.url: expected an http(s) URL, got '\(url)'")
+        }
     }
 
     /// The `monitoring:` section of a model's `config.yaml`, or nil when it has none.
     public static func fromModelConfig(_ text: String, file: String) throws -> MonitoringConfig? {
         struct Section: Decodable { var monitoring: MonitoringConfig? }
-        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return nil }
         do {
-            let config = try YAMLDecoder().decode(Section.self, from: text).monitoring
+            // A file of comments only is an empty document: no settings.
+            guard let node = try Yams.compose(yaml: text) else { return nil }
+            let config = try YAMLDecoder().decode(Section.self, from: node).monitoring
             try config?.validate()
             return config
         } catch {

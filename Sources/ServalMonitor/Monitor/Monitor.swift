@@ -19,6 +19,8 @@ public actor Monitor {
     let registry: Registry
     let log: PayloadLog
     let logger: Logger
+    /// Where `logger:` settings send CloudEvents.
+    private let cloudEvents: CloudEventSink
     var monitors: [String: ModelMonitor] = [:]
     /// Why a model that asks for monitoring has none (its settings or reference are invalid).
     var problems: [String: String] = [:]
@@ -54,6 +56,7 @@ public actor Monitor {
         self.intake = intake
         self.logger = logger
         log = try await PayloadLog(store: registry.store)
+        cloudEvents = CloudEventSink(logger: logger)
         for (model, version, book) in try await log.alertBooks() { alerts[model, default: [:]][version] = book }
     }
 
@@ -159,6 +162,7 @@ public actor Monitor {
         for observation in observations {
             guard var monitor = monitors[observation.model] else { continue }
             let id = observation.response.id ?? observation.request.id ?? RequestID.next()
+            if let sink = monitor.config.logger { cloudEvents.send(observation, id: id, to: sink) }
             var compact: String?
             if let served = try? await manager.resolve(observation.model, version: observation.version), let input = monitor.input(of: served) {
                 monitor.prepareReference(for: served)

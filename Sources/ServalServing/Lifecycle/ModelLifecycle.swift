@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Tracing
 import Metrics
 import ServalEngine
 import ServalONNX
@@ -24,12 +25,12 @@ public actor ModelLifecycle {
 
     public init(
         manager: ModelManager, registry: Registry, guardWebhookSecret: String? = nil, observer: (any InferenceObserver)? = nil,
-        logger: Logger = Logger(label: "serval.lifecycle")
+        tracer: (any Tracer)? = nil, logger: Logger = Logger(label: "serval.lifecycle")
     ) {
         self.manager = manager
         self.registry = registry
         self.guardWebhookSecret = guardWebhookSecret
-        self.router = Router(manager: manager, table: registry.table, observer: observer)
+        self.router = Router(manager: manager, table: registry.table, observer: observer, tracer: tracer)
         self.logger = logger
     }
 

@@ -7,6 +7,23 @@ public protocol BatchExecutor: Sendable {
     func execute(_ feeds: [String: Value]) async throws -> [String: Value]
 }
 
+/// Where one request's time went inside the batcher: queued from `enqueued` to `started`, its batch (of `rows`
+/// rows from `requests` requests) computed from `computeStarted` to `computeEnded`. Traces are built from it.
+public struct BatchTiming: Sendable {
+    public let enqueued: ContinuousClock.Instant
+    public let started: ContinuousClock.Instant
+    public let computeStarted: ContinuousClock.Instant
+    public let computeEnded: ContinuousClock.Instant
+    public let rows: Int
+    public let requests: Int
+}
+
+/// A request's outputs and how it was run.
+struct BatchAnswer: Sendable {
+    let outputs: [String: Value]
+    let timing: BatchTiming
+}
+
 /// Triton-style dynamic batching for one model version: requests queue, batches form by *rows* (dimension 0)
 /// up to `max_batch_size`, are dispatched to a free instance when full, at a preferred size, or once the oldest
 /// request has waited `max_queue_delay_us` (default 0: dispatch whatever is queued the moment an instance is
@@ -31,10 +48,10 @@ actor DynamicBatcher {
         let enqueued: ContinuousClock.Instant
         let deadline: ContinuousClock.Instant?
         let priority: RequestPriority
-        let continuation: CheckedContinuation<[String: Value], Error>
+        let continuation: CheckedContinuation<BatchAnswer, Error>
 
         init(id: Int, inputs: [String: Tensor], rows: Int, signature: String, enqueued: ContinuousClock.Instant,
-             deadline: ContinuousClock.Instant?, priority: RequestPriority, continuation: CheckedContinuation<[String: Value], Error>) {
+             deadline: ContinuousClock.Instant?, priority: RequestPriority, continuation: CheckedContinuation<BatchAnswer, Error>) {
             self.id = id
             self.priority = priority
             self.inputs = inputs
@@ -69,7 +86,7 @@ actor DynamicBatcher {
 
     /// Queues a validated request and returns its outputs once its batch has run. A `.background` request (an
     /// async job) heads a batch only when no normal request is waiting, and fills rows a normal batch leaves free.
-    func submit(_ inputs: [String: Tensor], timeout: Duration?, priority: RequestPriority = .normal) async throws -> [String: Value] {
+    func submit(_ inputs: [String: Tensor], timeout: Duration?, priority: RequestPriority = .normal) async throws -> BatchAnswer {
         let now = ContinuousClock.now
         if settings.maxQueueSize > 0 && queue.count >= settings.maxQueueSize {
             statistics.recordRequest(success: false, totalNs: 0, queueNs: 0, failure: "rejected")
@@ -200,7 +217,9 @@ actor DynamicBatcher {
                 for (request, part) in zip(batch, parts) {
                     statistics.recordRequest(success: part != nil, totalNs: nanoseconds(finished - request.enqueued),
                                              queueNs: nanoseconds(started - request.enqueued))
-                    if let part { request.continuation.resume(returning: part) } else {
+                    let timing = BatchTiming(enqueued: request.enqueued, started: started, computeStarted: merging, computeEnded: computed,
+                                             rows: rows, requests: batch.count)
+                    if let part { request.continuation.resume(returning: BatchAnswer(outputs: part, timing: timing)) } else {
                         request.continuation.resume(throwing: ServingError(.internalError, "model '\(model)' returned outputs that do not split by rows"))
                     }
                 }

@@ -122,6 +122,11 @@ public final class ServedModel: Sendable {
     /// Validates, queues the request for the batcher, and selects the requested outputs of its rows.
     /// A `timeout` parameter (microseconds, as in Triton) bounds the time spent waiting in the queue.
     public func infer(_ request: InferenceRequest, priority: RequestPriority = .normal) async throws -> InferenceResponse {
+        try await inferTimed(request, priority: priority).response
+    }
+
+    /// `infer`, also telling where the request's time went in the batcher (for traces).
+    public func inferTimed(_ request: InferenceRequest, priority: RequestPriority = .normal) async throws -> (response: InferenceResponse, timing: BatchTiming) {
         do { try validate(request) } catch {
             statistics.recordRequest(success: false, totalNs: 0, queueNs: 0, failure: "invalid")
             throw error
@@ -132,9 +137,9 @@ public final class ServedModel: Sendable {
         case .double(let micros)?: timeout = .microseconds(Int64(micros))
         default: break
         }
-        let results: [String: Value]
+        let answer: BatchAnswer
         do {
-            results = try await batcher.submit(request.inputs, timeout: timeout, priority: priority)
+            answer = try await batcher.submit(request.inputs, timeout: timeout, priority: priority)
         } catch let error as ServingError {
             throw error
         } catch let error as EngineError {
@@ -143,9 +148,10 @@ public final class ServedModel: Sendable {
             throw ServingError(.internalError, "model '\(name)': \(error)")
         }
         let names = request.requestedOutputs ?? outputs.map(\.name)
-        return InferenceResponse(
+        let response = InferenceResponse(
             modelName: name, modelVersion: String(version), id: request.id,
-            outputs: names.compactMap { output in results[output].map { (output, $0) } })
+            outputs: names.compactMap { output in answer.outputs[output].map { (output, $0) } })
+        return (response, answer.timing)
     }
 
     /// Runs one request on the calling thread, outside the batcher and on one intra-op thread: for background work

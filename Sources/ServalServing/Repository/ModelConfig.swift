@@ -48,9 +48,10 @@ public struct ModelConfig: Sendable, Equatable, Codable {
 
     /// Parses YAML text; errors name the file and the problem.
     public static func parse(_ text: String, file: String) throws -> ModelConfig {
-        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return ModelConfig() }
         do {
-            return try YAMLDecoder().decode(ModelConfig.self, from: text)
+            // Whitespace or comments only: an empty document, every field derived.
+            guard let node = try Yams.compose(yaml: text) else { return ModelConfig() }
+            return try YAMLDecoder().decode(ModelConfig.self, from: node)
         } catch {
             throw ServingError.invalidArgument("\(file): \(Self.describe(error))")
         }

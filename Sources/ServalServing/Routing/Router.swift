@@ -2,6 +2,7 @@ import Foundation
 import ServalRegistry
 import Synchronization
 import ServalWire
+import Tracing
 
 /// What a request is sent to: the primary version that answers, and the shadows that get a copy afterwards.
 /// Codecs decode against `primary`'s signature. `arm` names the traffic-policy route it was picked from.
@@ -37,6 +38,8 @@ public final class Router: Sendable {
     private let random: @Sendable () -> Int
     /// Sees every answered request (the model monitor); nil: nothing watches.
     public let observer: (any InferenceObserver)?
+    /// Records request traces (`--otlp-endpoint`); nil: tracing is off and costs nothing.
+    public let tracer: (any Tracer)?
 
     /// The label unversioned requests follow when the model has one and no traffic policy.
     public static let defaultLabel = TrafficPolicy.stableLabel
@@ -44,9 +47,10 @@ public final class Router: Sendable {
     public init(
         manager: ModelManager, table: RoutingTable, statistics: TrafficStatistics = TrafficStatistics(), shadows: ShadowRunner = ShadowRunner(),
         clock: @escaping @Sendable () -> Double = Router.monotonicSeconds, random: (@Sendable () -> Int)? = nil,
-        observer: (any InferenceObserver)? = nil
+        observer: (any InferenceObserver)? = nil, tracer: (any Tracer)? = nil
     ) {
         self.observer = observer
+        self.tracer = tracer
         self.manager = manager
         self.table = table
         self.statistics = statistics
@@ -96,14 +100,18 @@ public final class Router: Sendable {
     /// Runs `request` on the route's primary version; a policy-routed request's outcome is recorded for its arm,
     /// and the observer sees the answer. A request without an id gets one, so it can be logged and given feedback.
     /// `observed: false` leaves the observer out (a job's pieces, observed once joined through `observe`).
-    public func infer(_ request: InferenceRequest, on route: Route, priority: RequestPriority = .normal, observed: Bool = true) async throws -> InferenceResponse {
+    public func infer(
+        _ request: InferenceRequest, on route: Route, priority: RequestPriority = .normal, observed: Bool = true, trace: RequestTrace? = nil
+    ) async throws -> InferenceResponse {
         var request = request
         if request.id == nil { request.id = RequestID.next() }
+        trace?.routed(model: route.model, version: route.primary.version, arm: route.arm, requestID: request.id)
         let watcher = observed ? observer : nil
-        guard route.arm != nil || watcher != nil else { return try await route.primary.infer(request, priority: priority) }
+        guard route.arm != nil || watcher != nil || trace != nil else { return try await route.primary.infer(request, priority: priority) }
         let started = clock()
         do {
-            let response = try await route.primary.infer(request, priority: priority)
+            let (response, timing) = try await route.primary.inferTimed(request, priority: priority)
+            trace?.batch(timing)
             let seconds = clock() - started
             if let arm = route.arm {
                 statistics.record(model: route.model, arm: arm, time: started, milliseconds: seconds * 1000, failed: false)
