@@ -195,3 +195,14 @@ extension MonitorStateTests {
         #expect(try MonitoringConfig.fromModelConfig("", file: "m/config.yaml") == nil)
     }
 }
+
+extension MonitorStateTests {
+    @Test func anUnknownFieldIsNamedNotIgnored() {
+        #expect {
+            _ = try MonitoringConfig.fromModelConfig("monitoring: {reference: r.csv, windw: 100}", file: "m/config.yaml")
+        } throws: { "\($0)".contains("monitoring.windw: unknown field") }
+        #expect {
+            _ = try MonitoringConfig.fromJSON(Array(#"{"reference": "r.csv", "drift": {"shares": 0.3}}"#.utf8))
+        } throws: { "\($0)".contains("drift.shares: unknown field") }
+    }
+}

@@ -243,6 +243,28 @@ public struct MonitoringConfig: Sendable, Equatable, Codable {
         }
     }
 
+    /// Field names each level accepts; anything else is a typo the user should hear about, not a setting ignored.
+    static let knownFields: [String: Set<String>] = [
+        "": ["reference", "features", "categorical", "input", "window", "sample_rate", "drift", "performance", "alert", "log", "logger"],
+        "drift": ["method", "threshold", "share"], "performance": ["task", "label_column", "min_accuracy", "max_mae"],
+        "alert": ["webhook", "for_windows"], "log": ["max_rows", "max_age"], "logger": ["url", "mode"],
+    ]
+
+    /// Refuses unknown field names at the top level and inside each section, naming the first one.
+    static func checkFields(_ document: Any?) throws {
+        guard let top = document as? [String: Any] else { return }
+        for (key, value) in top {
+            guard knownFields[""]!.contains(key) else {
+                throw MonitoringConfigError("\(key): unknown field; expected one of \(knownFields[""]!.sorted().joined(separator: ", "))")
+            }
+            if let allowed = knownFields[key], let section = value as? [String: Any] {
+                if let unknown = section.keys.sorted().first(where: { !allowed.contains($0) }) {
+                    throw MonitoringConfigError("\(key).\(unknown): unknown field; expected one of \(allowed.sorted().joined(separator: ", "))")
+                }
+            }
+        }
+    }
+
     /// The `monitoring:` section of a model's `config.yaml`, or nil when it has none.
     public static func fromModelConfig(_ text: String, file: String) throws -> MonitoringConfig? {
         struct Section: Decodable { var monitoring: MonitoringConfig? }
@@ -250,6 +272,7 @@ public struct MonitoringConfig: Sendable, Equatable, Codable {
             // A file of comments only is an empty document: no settings.
             guard let node = try Yams.compose(yaml: text) else { return nil }
             let config = try YAMLDecoder().decode(Section.self, from: node).monitoring
+            if config != nil { try checkFields((try Yams.load(yaml: text) as? [String: Any])?["monitoring"]) }
             try config?.validate()
             return config
         } catch {
@@ -263,6 +286,7 @@ public struct MonitoringConfig: Sendable, Equatable, Codable {
     public static func fromJSON(_ bytes: [UInt8]) throws -> MonitoringConfig {
         do {
             let config = try JSONDecoder().decode(MonitoringConfig.self, from: Data(bytes))
+            try checkFields(try JSONSerialization.jsonObject(with: Data(bytes)))
             try config.validate()
             return config
         } catch let error as MonitoringConfigError {

@@ -75,6 +75,7 @@ extension Monitor {
             rows += values.count
         }
         try await log.setGroundTruth(model: model, truths, now: now)
+        labelled[model] = true
         Counter(label: "serval_feedback_total", dimensions: [("model", model)]).increment(by: rows)
         try await refreshRealised(model)
         return rows

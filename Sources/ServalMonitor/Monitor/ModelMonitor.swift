@@ -1,6 +1,7 @@
 import Foundation
 import ServalServing
 import ServalTensor
+import ServalWire
 
 /// One model's monitoring: its settings, the reference profile, and a window of logged rows per version.
 /// Owned by the `Monitor` actor; nothing here runs on the request path.
@@ -73,7 +74,8 @@ struct ModelMonitor: Sendable {
     mutating func append(_ rows: MonitoredRows, version: Int, time: Double) {
         let width = reference.features.count
         guard rows.features.count == rows.rows * width else { return }
-        var window = windows[version] ?? RowWindow(capacity: config.window, width: width)
+        // Taken out of the dictionary while it changes: a copy left behind would make every append copy the ring.
+        var window = windows.removeValue(forKey: version) ?? RowWindow(capacity: config.window, width: width)
         rows.features.withUnsafeBufferPointer { buffer in
             for row in 0..<rows.rows {
                 let prediction = rows.labels.map { codes.code($0[row]) } ?? rows.values?[row] ?? .nan
@@ -190,10 +192,32 @@ struct MonitoredRows: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey { case rows = "n", features = "x", labels = "l", values = "v", confidences = "c", scores = "s" }
 
+    /// The compact JSON, written directly (this runs for every logged request); `parse` reads it back.
     func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        var json = JSONWriter(capacity: 64 + features.count * 12)
+        func numbers(_ key: String, _ values: [Double]) {
+            json.raw(",\"\(key)\":[")
+            for (index, value) in values.enumerated() {
+                if index > 0 { json.raw(",") }
+                if value.isFinite { json.raw(String(value)) } else { json.raw(value.isNaN ? "\"nan\"" : value > 0 ? "\"inf\"" : "\"-inf\"") }
+            }
+            json.raw("]")
+        }
+        json.raw("{\"n\":\(rows)")
+        numbers("x", features)
+        if let labels {
+            json.raw(",\"l\":[")
+            for (index, label) in labels.enumerated() {
+                if index > 0 { json.raw(",") }
+                json.string(label)
+            }
+            json.raw("]")
+        }
+        if let values { numbers("v", values) }
+        if let confidences { numbers("c", confidences) }
+        if let scores { numbers("s", scores) }
+        json.raw("}")
+        return json.text
     }
 
     static func parse(_ text: String) -> MonitoredRows? {

@@ -30,6 +30,9 @@ public actor Monitor {
     private var published: Set<[String]> = []
     /// Alert states by model and version (persisted, so a restart neither re-fires nor forgets a firing alert).
     var alerts: [String: [Int: AlertBook]] = [:]
+    /// Models known to have feedback, and when that was last looked up for the others.
+    var labelled: [String: Bool] = [:]
+    private var labelledChecked: [String: Double] = [:]
     /// Rows labelled so far by model and version (from the store), for evaluating performance alerts per window.
     var labelledTotals: [String: [Int: Int]] = [:]
     /// Where alert payloads point receivers (the report page); e.g. `http://host:8000`.
@@ -158,13 +161,21 @@ public actor Monitor {
 
     /// Takes what the intake queued: windows first, then one store transaction for the log rows.
     func ingest(_ observations: [Observation]) async {
+        // Every suspension first (the versions' models), so the changes below run without interleaving.
+        var served: [String: ServedModel] = [:]
+        for observation in observations where monitors[observation.model] != nil {
+            let key = "\(observation.model)/\(observation.version)"
+            if served[key] == nil, let model = try? await manager.resolve(observation.model, version: observation.version) { served[key] = model }
+        }
         var entries: [PayloadLog.Entry] = []
+        entries.reserveCapacity(observations.count)
         for observation in observations {
-            guard var monitor = monitors[observation.model] else { continue }
+            // Taken out of the dictionary while it changes, so its windows are changed in place, not copied.
+            guard var monitor = monitors.removeValue(forKey: observation.model) else { continue }
             let id = observation.response.id ?? observation.request.id ?? RequestID.next()
             if let sink = monitor.config.logger { cloudEvents.send(observation, id: id, to: sink) }
             var compact: String?
-            if let served = try? await manager.resolve(observation.model, version: observation.version), let input = monitor.input(of: served) {
+            if let served = served["\(observation.model)/\(observation.version)"], let input = monitor.input(of: served) {
                 monitor.prepareReference(for: served)
                 if let rows = monitor.extract(observation, input: input) {
                     monitor.append(rows, version: observation.version, time: observation.time)
@@ -172,10 +183,9 @@ public actor Monitor {
                 }
             }
             monitors[observation.model] = monitor
-            var figures = traffic[observation.model]?[observation.version] ?? (0, [], observation.time)
-            figures.requests += 1
-            figures.milliseconds.append(observation.latency * 1000)
-            traffic[observation.model, default: [:]][observation.version] = figures
+            // Changed in place through the subscripts (a copy taken out would copy the latencies each time).
+            traffic[observation.model, default: [:]][observation.version, default: (0, [], observation.time)].requests += 1
+            traffic[observation.model, default: [:]][observation.version, default: (0, [], observation.time)].milliseconds.append(observation.latency * 1000)
             let rows = observation.request.inputs.values.first?.shape.first ?? 1
             entries.append(.init(model: observation.model, requestID: id, version: observation.version, arm: observation.arm, time: observation.time,
                                  latencyMilliseconds: observation.latency * 1000, rows: rows, entry: PayloadLog.line(observation, id: id), window: compact))
@@ -193,7 +203,14 @@ public actor Monitor {
     public func evaluate(now: Double) async {
         var members: [[String]: Double] = [:]
         for model in monitors.keys.sorted() {
-            do { try await refreshRealised(model) } catch {
+            do {
+                // Realised figures only once there is feedback (here, or through another replica: checked every 10 s).
+                if labelled[model] != true, now - (labelledChecked[model] ?? 0) >= 10 {
+                    labelledChecked[model] = now
+                    labelled[model] = try await log.hasFeedback(model: model)
+                }
+                if labelled[model] == true { try await refreshRealised(model) }
+            } catch {
                 logger.error("realised performance not refreshed", metadata: ["model": "\(model)", "error": "\(error)"])
             }
             guard let monitor = monitors[model] else { continue }
@@ -405,6 +422,9 @@ public struct MonitorService: Service {
                         let batch = monitor.intake.drain()
                         if !batch.isEmpty { await monitor.ingest(batch) }
                         if Task.isCancelled { return }
+                        // Pace the writer: what arrives meanwhile is written as one batch (one transaction, a few
+                        // statements), instead of a transaction per request under load.
+                        do { try await Task.sleep(for: .milliseconds(100)) } catch { return }
                     }
                 }
                 group.addTask {

@@ -23,6 +23,10 @@ struct PayloadLog: Sendable {
         Migration(id: "monitor-2-alerts", statements: [
             "CREATE TABLE monitor_alerts (model TEXT NOT NULL, version BIGINT NOT NULL, book TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (model, version))",
         ]),
+        Migration(id: "monitor-4-labelled-index", statements: [
+            // Feedback queries read only labelled rows: a partial index keeps them cheap however large the log grows.
+            "CREATE INDEX monitor_payloads_labelled ON monitor_payloads (model, version, logged_at) WHERE ground_truth IS NOT NULL",
+        ]),
         Migration(id: "monitor-3-series", statements: [
             """
             CREATE TABLE monitor_series (model TEXT NOT NULL, version BIGINT NOT NULL, at DOUBLE PRECISION NOT NULL, drift_share DOUBLE PRECISION,
@@ -123,23 +127,36 @@ struct PayloadLog: Sendable {
         var window: String?
     }
 
-    /// Writes a batch in one transaction.
+    /// Writes a batch in one transaction, many rows per statement (a request id sent twice keeps its last row).
     func write(_ entries: [Entry]) async throws {
         guard !entries.isEmpty else { return }
+        var latest: [String: Int] = [:]
+        for (index, entry) in entries.enumerated() { latest[entry.model + "\u{0}" + entry.requestID] = index }
+        let unique = entries.indices.filter { latest[entries[$0].model + "\u{0}" + entries[$0].requestID] == $0 }.map { entries[$0] }
         try await store.transaction { connection in
-            for entry in entries {
+            for start in stride(from: 0, to: unique.count, by: 100) {
+                let part = unique[start..<min(unique.count, start + 100)]
+                var arguments: [SQLValue] = []
+                arguments.reserveCapacity(part.count * 9)
+                for entry in part {
+                    arguments += [.text(entry.model), .text(entry.requestID), .integer(Int64(entry.version)), SQLValue(entry.arm), .real(entry.time),
+                                  .real(entry.latencyMilliseconds), .integer(Int64(entry.rows)), .text(entry.entry), SQLValue(entry.window)]
+                }
                 try await connection.execute(
                     """
                     INSERT INTO monitor_payloads (model, request_id, version, arm, logged_at, latency_ms, rows, entry, monitored)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    VALUES \(Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: part.count).joined(separator: ", "))
                     ON CONFLICT (model, request_id) DO UPDATE SET version = excluded.version, arm = excluded.arm, logged_at = excluded.logged_at,
                       latency_ms = excluded.latency_ms, rows = excluded.rows, entry = excluded.entry, monitored = excluded.monitored,
                       ground_truth = NULL, feedback_at = NULL
-                    """,
-                    [.text(entry.model), .text(entry.requestID), .integer(Int64(entry.version)), SQLValue(entry.arm), .real(entry.time),
-                     .real(entry.latencyMilliseconds), .integer(Int64(entry.rows)), .text(entry.entry), SQLValue(entry.window)])
+                    """, arguments)
             }
         }
+    }
+
+    /// Whether `model` has any labelled row (read through the partial index, so it costs nothing without feedback).
+    func hasFeedback(model: String) async throws -> Bool {
+        try await store.query("SELECT 1 AS one FROM monitor_payloads WHERE model = ? AND ground_truth IS NOT NULL LIMIT 1", [.text(model)]).isEmpty == false
     }
 
     /// Log lines of `model`, oldest first: from `since` (epoch seconds) on when given, else the newest `limit`.
