@@ -57,14 +57,10 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
         let started = ContinuousClock.now
         let parent = RequestTrace.parent(from: request.metadata, using: MetadataExtractor(), tracer: tracer)
         let trace = RequestTrace(tracer: tracer, operation: "inference.GRPCInferenceService/ModelInfer", parent: parent, started: started)
-        do {
-            let message = try await GRPCStatus.mapping { try await cancellable { try await infer(request.message, trace: trace, started: started) } }
-            trace.finish()
-            return ServerResponse(message: message)
-        } catch {
-            trace.finish(error: error)
-            throw error
+        let message = try await RequestTrace.around(trace) {
+            try await GRPCStatus.mapping { try await cancellable { try await infer(request.message, trace: trace, started: started) } }
         }
+        return ServerResponse(message: message)
     }
 
     /// Requests on one stream run concurrently (so they can share a batch); each answer is written as soon

@@ -47,17 +47,13 @@ struct KServeRoutes {
                     return response
                 }
                 let trace = HTTPTracing.start(shared.router.tracer, "POST /v2/models/{model}/infer", request: request, started: started)
-                do {
-                    let response = try await ConnectionWatch.cancellingOnDisconnect(context) {
+                let response = try await RequestTrace.around(trace) {
+                    try await ConnectionWatch.cancellingOnDisconnect(context) {
                         try await Self.infer(shared, model: name, selector: selector, request: request, body: body, trace: trace, started: started)
                     }
-                    trace?.finish()
-                    if shared.configuration.accessLog { AccessLog.inference(context.logger, response, started: started) }
-                    return response
-                } catch {
-                    trace?.finish(error: error)
-                    throw error
                 }
+                if shared.configuration.accessLog { AccessLog.inference(context.logger, response, started: started) }
+                return response
             }
             routes.get(prefix + "/stats") { _, context in
                 let route = try await Self.route(shared, context)

@@ -33,10 +33,7 @@ struct MonitoringRoutes {
         for path in ["/v2/models/:model/monitoring/status", "/v2/models/:model/versions/:version/monitoring/status"] {
             routes.get(path) { _, context in
                 let model = try context.parameters.require("model")
-                let version = try context.parameters.get("version").map { text in
-                    guard let number = Int(text), number > 0 else { throw ServingError.invalidArgument("version: expected a positive integer, got '\(text)'") }
-                    return number
-                }
+                let version = try Self.version(context.parameters.get("version"))
                 let status = try await monitor.status(model, version: version, now: Date().timeIntervalSince1970)
                 return Response.json(status.json())
             }
@@ -57,10 +54,7 @@ struct MonitoringRoutes {
         }
         routes.get("/monitoring/:model") { request, context in
             let model = try context.parameters.require("model")
-            let version = try request.uri.queryParameters.get("version").map { text in
-                guard let number = Int(text), number > 0 else { throw ServingError.invalidArgument("version: expected a positive integer, got '\(text)'") }
-                return number
-            }
+            let version = try Self.version(request.uri.queryParameters.get("version").map { String($0) })
             let (status, page) = try await monitor.page(model, version: version, now: Date().timeIntervalSince1970)
             return Self.html(ReportPage.model(status, page))
         }
@@ -81,6 +75,14 @@ struct MonitoringRoutes {
             let lines = try await monitor.logs(model, limit: limit, since: since)
             let text = lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
             return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+    }
+
+    /// A version number from the path or the query; nil when absent.
+    static func version(_ text: String?) throws -> Int? {
+        try text.map { text in
+            guard let number = Int(text), number > 0 else { throw ServingError.invalidArgument("version: expected a positive integer, got '\(text)'") }
+            return number
         }
     }
 

@@ -27,8 +27,7 @@ struct TFServingRoutes {
                 let route = try await shared.router.route(name, selector, routingKey: request.headers[HTTPHeaders.routingKey])
                 let body = try await shared.collect(request)
                 let trace = HTTPTracing.start(shared.router.tracer, "POST /v1/models/{model}:predict", request: request, started: started)
-                defer { trace?.finish() }
-                return try await ConnectionWatch.cancellingOnDisconnect(context) {
+                return try await RequestTrace.around(trace) { try await ConnectionWatch.cancellingOnDisconnect(context) {
                     let (inference, format) = try body.withUnsafeReadableBytes { try TFServingCodec.decodeRequest(try JSONParser.parse($0), inputs: route.primary.inputs) }
                     trace?.child("decode", from: started, to: .now)
                     let response = try await shared.router.infer(inference, on: route, trace: trace)
@@ -39,7 +38,7 @@ struct TFServingRoutes {
                     if let id = response.id { answer.headers[HTTPHeaders.requestID] = id }
                     if shared.configuration.accessLog { AccessLog.inference(context.logger, answer, started: started) }
                     return answer
-                }
+                } }
             }
         }
     }

@@ -36,8 +36,6 @@ public struct JobRunner: Sendable {
         let rows = request.inputs.values.first?.shape.first ?? 0
         guard limit > 0, rows > limit else { return try await router.infer(request, on: route, priority: .background) }
         try route.primary.validate(request)
-        var request = request
-        if request.id == nil { request.id = RequestID.next() }
         let started = router.clock()
         let pieces = stride(from: 0, to: rows, by: limit).map { $0..<min($0 + limit, rows) }
         // All pieces are queued at once, so the batcher can run them back to back (and beside online traffic).

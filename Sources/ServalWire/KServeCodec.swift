@@ -176,6 +176,16 @@ public enum KServeCodec {
         }
     }
 
+    /// Request tensors as a v2 `inputs` array (names in sorted order), for logs and forwarded copies of a request.
+    public static func encodeInputs(_ inputs: [String: Tensor], into json: inout JSONWriter) {
+        json.raw("[")
+        for (index, name) in inputs.keys.sorted().enumerated() {
+            if index > 0 { json.raw(",") }
+            encodeOutput(name: name, value: .tensor(inputs[name]!), into: &json)
+        }
+        json.raw("]")
+    }
+
     public static func tensorMetadata(_ tensors: [TensorMetadata], into json: inout JSONWriter) {
         json.raw("[")
         for (index, tensor) in tensors.enumerated() {

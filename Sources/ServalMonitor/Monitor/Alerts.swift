@@ -1,4 +1,5 @@
 import Foundation
+import ServalServing
 import ServalStore
 import ServalWire
 
@@ -167,14 +168,8 @@ enum AlertPayload {
 
     /// 16 hex digits of FNV-1a over the sorted labels: stable for the same alert, as Alertmanager's fingerprint is.
     static func fingerprintOf(_ labels: [(String, String)]) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for (key, value) in labels.sorted(by: { $0.0 < $1.0 }) {
-            for byte in (key + "\u{1}" + value + "\u{2}").utf8 {
-                hash ^= UInt64(byte)
-                hash = hash &* 0x0000_0100_0000_01b3
-            }
-        }
-        let digits = String(hash, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+        var hash = FNV1a()
+        for (key, value) in labels.sorted(by: { $0.0 < $1.0 }) { hash.combine(key + "\u{1}" + value + "\u{2}") }
+        return FNV1a.hex(hash.value)
     }
 }

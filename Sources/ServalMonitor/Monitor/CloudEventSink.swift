@@ -87,12 +87,9 @@ final class CloudEventSink: Sendable {
         var json = JSONWriter(capacity: 256)
         json.raw("{\"id\":")
         json.string(id)
-        json.raw(",\"inputs\":[")
-        for (index, name) in observation.request.inputs.keys.sorted().enumerated() {
-            if index > 0 { json.raw(",") }
-            KServeCodec.encodeOutput(name: name, value: .tensor(observation.request.inputs[name]!), into: &json)
-        }
-        json.raw("]}")
+        json.raw(",\"inputs\":")
+        KServeCodec.encodeInputs(observation.request.inputs, into: &json)
+        json.raw("}")
         return json.text
     }
 }

@@ -40,7 +40,7 @@ extension Monitor {
     /// id is 404, a value of the wrong type or count is 400 naming the id. Feedback sent again replaces the earlier.
     /// Returns how many rows were labelled.
     public func feedback(_ model: String, _ items: [FeedbackItem], now: Double) async throws -> Int {
-        guard monitors[model] != nil else { try await notMonitored(model) }
+        guard let monitor = monitors[model] else { try await notMonitored(model) }
         // Predictions still on their way to the log are written first, so feedback right after a response finds it.
         await flush()
         // The same id twice in one call: the later value wins, as a later call would.
@@ -58,7 +58,9 @@ extension Monitor {
             guard let entry = logged[item.id] else {
                 throw MonitorError(.notFound, "feedback: model '\(model)' has no logged prediction with id '\(item.id)'")
             }
-            let regression = entry.monitored.flatMap(MonitoredRows.parse).map { $0.labels == nil && $0.values != nil } ?? false
+            // The configured task decides the expected type; without one, what the model answered does.
+            let regression = monitor.config.performance.map { $0.task == .regression }
+                ?? entry.monitored.flatMap(MonitoredRows.parse).map { $0.labels == nil && $0.values != nil } ?? false
             let values = try Self.values(item, rows: entry.rows, regression: regression)
             var json = JSONWriter()
             json.raw("[")

@@ -15,12 +15,13 @@ public struct FeatureHistogram: Sendable {
 
 extension ModelMonitor {
     func histograms(version: Int, bins: Int = 20) -> [FeatureHistogram] {
-        let window = windows[version]
+        let columns = windows[version]?.columns()
         return reference.features.enumerated().map { index, name in
             let reference = profile[index]
-            let current = FeatureSample(window?.column(index) ?? [])
-            if kinds[index] == .categorical || (Set(reference.distinct).union(current.distinct).count <= bins) {
-                var values = Set(reference.distinct).union(current.distinct).sorted()
+            let current = FeatureSample(columns?[index] ?? [])
+            let union = DriftTest.distinctUnion(reference, current)
+            if kinds[index] == .categorical || union.count <= bins {
+                var values = union
                 if values.count > 30 { values = Array(values.prefix(30)) }
                 return FeatureHistogram(
                     name: name, kind: kinds[index], labels: values.map(LabelText.format),

@@ -54,8 +54,6 @@ struct ModelMonitor: Sendable {
         inputName = config.input
     }
 
-    var task: MonitoringConfig.Performance.Task? { config.performance?.task }
-
     /// The monitored input of `served`: the configured one, else its only (or first) input.
     func input(of served: ServedModel) -> String? { inputName ?? served.inputs.first?.name }
 
@@ -120,10 +118,11 @@ struct ModelMonitor: Sendable {
         let window = windows[version] ?? RowWindow(capacity: config.window, width: reference.features.count)
         let enough = window.count >= MonitoringStatus.minimumRows
         var features: [MonitoringStatus.Feature] = []
+        let columns = enough ? window.columns() : []
         for (index, name) in reference.features.enumerated() {
             var drift: DriftScore?
             if enough {
-                let current = FeatureSample(window.column(index))
+                let current = FeatureSample(columns[index])
                 if !current.isEmpty {
                     drift = DriftTest.evaluate(method: config.drift.method(for: name), kind: kinds[index], reference: profile[index], current: current,
                                                threshold: config.drift.threshold(for: name))
@@ -168,7 +167,6 @@ struct ModelMonitor: Sendable {
 /// assigned in the order labels are first seen.
 struct LabelCodes: Sendable {
     private var table: [String: Double] = [:]
-    var isEmpty: Bool { table.isEmpty }
 
     mutating func code(_ label: String) -> Double {
         if let number = Double(label) { return number }

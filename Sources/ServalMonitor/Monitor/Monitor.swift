@@ -73,11 +73,15 @@ public actor Monitor {
 
     /// The settings in force for `model` and where they came from.
     public func settings(_ model: String) async throws -> (config: MonitoringConfig?, source: Source, problem: String?) {
-        if let text = try await registry.monitoringSettings()[model] {
-            return (try MonitoringConfig.fromJSON(Array(text.utf8)), .api, problems[model])
-        }
-        if let config = try fileSettings(model) { return (config, .config, problems[model]) }
-        return (nil, .none, nil)
+        let (config, source) = try resolve(model, overrides: try await registry.monitoringSettings())
+        return (config, source, config == nil ? nil : problems[model])
+    }
+
+    /// The settings of `model`: the API's (stored in the registry) over its `config.yaml`'s.
+    private func resolve(_ model: String, overrides: [String: String]) throws -> (MonitoringConfig?, Source) {
+        if let text = overrides[model] { return (try MonitoringConfig.fromJSON(Array(text.utf8)), .api) }
+        if let config = try fileSettings(model) { return (config, .config) }
+        return (nil, .none)
     }
 
     private func fileSettings(_ model: String) throws -> MonitoringConfig? {
@@ -102,9 +106,7 @@ public actor Monitor {
         var problems: [String: String] = [:]
         for name in names.sorted() {
             do {
-                let config: MonitoringConfig?
-                if let text = overrides[name] { config = try MonitoringConfig.fromJSON(Array(text.utf8)) } else { config = try fileSettings(name) }
-                guard let config else { continue }
+                guard let config = try resolve(name, overrides: overrides).0 else { continue }
                 if let current = monitors[name], current.config == config {
                     next[name] = current
                     continue
@@ -148,8 +150,6 @@ public actor Monitor {
             if let rows = MonitoredRows.parse(text) { monitor.append(rows, version: version, time: time) }
         }
     }
-
-    public var monitoredModels: [String] { monitors.keys.sorted() }
 
     // MARK: - Intake
 
@@ -276,7 +276,7 @@ public actor Monitor {
             p99 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.99).rounded(.up)) - 1)]
         }
         let rate = figures.flatMap { figures in elapsed.map { Double(figures.requests) / $0 / max(monitor.config.sampleRate, 1e-9) } }
-        let point = PayloadLog.SeriesPoint(
+        let point = HistoryPoint(
             at: now, driftShare: status.driftedShare, accuracy: status.performance.realised?["accuracy"],
             estimatedAccuracy: status.performance.estimatedAccuracy, requestsPerSecond: lastPoint[model]?[version] == nil ? nil : rate ?? 0, p99Milliseconds: p99)
         do { try await log.appendSeries(model: model, version: version, point, keep: monitor.config.log.maxAge) } catch {
@@ -301,7 +301,7 @@ public actor Monitor {
         }
         let context = ReportPage.Context(
             histograms: monitor.histograms(version: status.version),
-            series: series.map { ($0.at, $0.driftShare, $0.accuracy, $0.estimatedAccuracy, $0.requestsPerSecond, $0.p99Milliseconds) },
+            series: series,
             labels: pointers?.labels ?? [:], traffic: routes, versions: monitor.windows.keys.sorted())
         return (status, context)
     }

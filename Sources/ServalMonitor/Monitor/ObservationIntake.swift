@@ -54,6 +54,4 @@ public final class ObservationIntake: InferenceObserver, Sendable {
 
     /// Observations dropped so far, by model.
     public func dropped(_ model: String) -> Int { state.withLock { $0.dropped[model] ?? 0 } }
-
-    func close() { bell.finish() }
 }

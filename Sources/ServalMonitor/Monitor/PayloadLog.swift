@@ -67,17 +67,7 @@ struct PayloadLog: Sendable {
         }
     }
 
-    /// One point of a version's history, at the monitor's coarse resolution.
-    struct SeriesPoint: Sendable {
-        var at: Double
-        var driftShare: Double?
-        var accuracy: Double?
-        var estimatedAccuracy: Double?
-        var requestsPerSecond: Double?
-        var p99Milliseconds: Double?
-    }
-
-    func appendSeries(model: String, version: Int, _ point: SeriesPoint, keep seconds: Double) async throws {
+    func appendSeries(model: String, version: Int, _ point: HistoryPoint, keep seconds: Double) async throws {
         try await store.transaction { connection in
             try await connection.execute(
                 """
@@ -90,7 +80,7 @@ struct PayloadLog: Sendable {
         }
     }
 
-    func series(model: String, version: Int, since: Double) async throws -> [SeriesPoint] {
+    func series(model: String, version: Int, since: Double) async throws -> [HistoryPoint] {
         try await store.query(
             """
             SELECT at, drift_share, accuracy, estimated_accuracy, requests_per_second, p99_ms FROM monitor_series
@@ -98,7 +88,7 @@ struct PayloadLog: Sendable {
             """, [.text(model), .integer(Int64(version)), .real(since)]
         ).compactMap { row in
             guard let at = row["at"].double else { return nil }
-            return SeriesPoint(at: at, driftShare: row["drift_share"].double, accuracy: row["accuracy"].double,
+            return HistoryPoint(at: at, driftShare: row["drift_share"].double, accuracy: row["accuracy"].double,
                                estimatedAccuracy: row["estimated_accuracy"].double, requestsPerSecond: row["requests_per_second"].double,
                                p99Milliseconds: row["p99_ms"].double)
         }
@@ -256,12 +246,9 @@ struct PayloadLog: Sendable {
         json.string(StoreClock.timestamp(Date(timeIntervalSince1970: observation.time)))
         json.raw(",\"latency_ms\":")
         json.number((observation.latency * 1e6).rounded() / 1e3)
-        json.raw(",\"inputs\":[")
-        for (index, name) in observation.request.inputs.keys.sorted().enumerated() {
-            if index > 0 { json.raw(",") }
-            KServeCodec.encodeOutput(name: name, value: .tensor(observation.request.inputs[name]!), into: &json)
-        }
-        json.raw("],\"outputs\":[")
+        json.raw(",\"inputs\":")
+        KServeCodec.encodeInputs(observation.request.inputs, into: &json)
+        json.raw(",\"outputs\":[")
         for (index, output) in observation.response.outputs.enumerated() {
             if index > 0 { json.raw(",") }
             KServeCodec.encodeOutput(name: output.name, value: output.value, into: &json)
@@ -269,4 +256,14 @@ struct PayloadLog: Sendable {
         json.raw("]}")
         return json.text
     }
+}
+
+/// One point of a version's history at the monitor's coarse resolution, as stored and as the report page draws it.
+public struct HistoryPoint: Sendable {
+    public var at: Double
+    public var driftShare: Double?
+    public var accuracy: Double?
+    public var estimatedAccuracy: Double?
+    public var requestsPerSecond: Double?
+    public var p99Milliseconds: Double?
 }

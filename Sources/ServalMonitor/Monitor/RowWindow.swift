@@ -40,6 +40,12 @@ struct RowWindow: Sendable {
     }
 
     func column(_ index: Int) -> [Double] { slots.map { features[$0 * width + index] } }
+
+    /// Every feature column, oldest row first, with the slot order worked out once.
+    func columns() -> [[Double]] {
+        let order = slots
+        return (0..<width).map { index in order.map { features[$0 * width + index] } }
+    }
     var predictionColumn: [Double] { slots.map { predictions[$0] } }
     var confidenceColumn: [Double] { slots.map { confidences[$0] } }
     var timeRange: (from: Double, to: Double)? {

@@ -7,7 +7,7 @@ public enum ReportPage {
     /// What the page of one model shows besides its status.
     public struct Context: Sendable {
         public var histograms: [FeatureHistogram]
-        public var series: [(at: Double, driftShare: Double?, accuracy: Double?, estimated: Double?, rate: Double?, p99: Double?)]
+        public var series: [HistoryPoint]
         public var labels: [String: Int]
         /// Traffic routes: target name, version, weight in percent.
         public var traffic: [(target: String, version: Int?, weight: Int)]
@@ -72,9 +72,9 @@ public enum ReportPage {
         html += "<section><h2>Over time</h2><div class=\"trends\">"
         html += lineChart("Drifted feature share", context.series.map { ($0.at, $0.driftShare) }, color: "#c8372d", percent: true)
         html += lineChart("Accuracy: realised and estimated", context.series.map { ($0.at, $0.accuracy) }, color: "#2f8f5b", percent: true,
-                          second: context.series.map { ($0.at, $0.estimated) }, secondColor: "#7b93ad")
-        html += lineChart("Requests per second", context.series.map { ($0.at, $0.rate) }, color: "#486581")
-        html += lineChart("p99 latency (ms)", context.series.map { ($0.at, $0.p99) }, color: "#e8833a")
+                          second: context.series.map { ($0.at, $0.estimatedAccuracy) }, secondColor: "#7b93ad")
+        html += lineChart("Requests per second", context.series.map { ($0.at, $0.requestsPerSecond) }, color: "#486581")
+        html += lineChart("p99 latency (ms)", context.series.map { ($0.at, $0.p99Milliseconds) }, color: "#e8833a")
         html += "</div></section>"
         // Traffic.
         html += "<section><h2>Traffic and labels</h2><table><tr><th>route</th><th>version</th><th>weight</th></tr>"

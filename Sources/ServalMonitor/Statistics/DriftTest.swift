@@ -93,7 +93,7 @@ public struct DriftScore: Sendable, Equatable {
 public enum DriftTest {
     /// Evidently's choice when the method is `auto`; distinct values are counted over both samples together.
     public static func automaticMethod(kind: FeatureKind, reference: FeatureSample, current: FeatureSample) -> DriftMethod {
-        let values = distinctCount(reference, current)
+        let values = distinctUnion(reference, current).count
         if reference.count <= 1000 {
             if kind == .numerical && values > 5 { return .ks }
             return values > 2 ? .chisquare : .z
@@ -191,7 +191,7 @@ public enum DriftTest {
             r = histogram(reference, edges).map { Double($0) / Double(reference.count) }
             c = histogram(current, edges).map { Double($0) / Double(current.count) }
         } else {
-            let keys = Set(reference.distinct).union(current.distinct).sorted()
+            let keys = distinctUnion(reference, current)
             r = keys.map { Double(reference.occurrences(of: $0)) / Double(reference.count) }
             c = keys.map { Double(current.occurrences(of: $0)) / Double(current.count) }
         }
@@ -235,14 +235,27 @@ public enum DriftTest {
 
     // MARK: - Tests
 
-    private static func distinctCount(_ a: FeatureSample, _ b: FeatureSample) -> Int {
-        Set(a.distinct).union(b.distinct).count
+    /// Every value seen in either sample, ascending (both `distinct` lists are sorted: a merge).
+    static func distinctUnion(_ a: FeatureSample, _ b: FeatureSample) -> [Double] {
+        var merged: [Double] = []
+        merged.reserveCapacity(a.distinct.count + b.distinct.count)
+        var i = 0, j = 0
+        while i < a.distinct.count || j < b.distinct.count {
+            if j == b.distinct.count || (i < a.distinct.count && a.distinct[i] < b.distinct[j]) {
+                merged.append(a.distinct[i]); i += 1
+            } else if i == a.distinct.count || b.distinct[j] < a.distinct[i] {
+                merged.append(b.distinct[j]); j += 1
+            } else {
+                merged.append(a.distinct[i]); i += 1; j += 1
+            }
+        }
+        return merged
     }
 
     /// Evidently's chi-square: observed current counts against reference counts scaled to the current size, over
     /// every value seen in either sample; p from χ² with (values − 1) degrees of freedom.
     static func chiSquare(_ reference: FeatureSample, _ current: FeatureSample) -> (Double, Double) {
-        let keys = Set(reference.distinct).union(current.distinct).sorted()
+        let keys = distinctUnion(reference, current)
         let scale = Double(current.count) / Double(reference.count)
         var statistic = 0.0
         for key in keys {

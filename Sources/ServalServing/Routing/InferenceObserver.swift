@@ -36,10 +36,25 @@ public enum RequestID {
     public static func next() -> String {
         var generator = SystemRandomNumberGenerator()
         let high = generator.next() as UInt64, low = generator.next() as UInt64
-        return hex(high) + hex(low)
+        return FNV1a.hex(high) + FNV1a.hex(low)
+    }
+}
+
+/// The 64-bit FNV-1a hash: stable across processes (unlike `Hasher`), for traffic buckets and alert fingerprints.
+public struct FNV1a {
+    public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    public init() {}
+
+    public mutating func combine(_ text: String) {
+        for byte in text.utf8 {
+            value ^= UInt64(byte)
+            value = value &* 0x0000_0100_0000_01b3
+        }
     }
 
-    private static func hex(_ value: UInt64) -> String {
+    /// `value` as 16 hex digits.
+    public static func hex(_ value: UInt64) -> String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
     }

@@ -55,6 +55,20 @@ public final class RequestTrace: Sendable {
         if let requestID { root.attributes["serval.request_id"] = requestID }
     }
 
+    /// Runs `body` inside the span of `trace` (when there is one) and ends the span after it, marked failed when
+    /// `body` throws: the one way every frontend closes a request's trace.
+    public static func around<T: Sendable>(_ trace: RequestTrace?, _ body: () async throws -> T) async throws -> T {
+        guard let trace else { return try await body() }
+        do {
+            let value = try await body()
+            trace.finish()
+            return value
+        } catch {
+            trace.finish(error: error)
+            throw error
+        }
+    }
+
     /// Ends the request span now, marked failed when `error` is given.
     public func finish(error: (any Error)? = nil) {
         if let error {

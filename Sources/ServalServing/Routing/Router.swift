@@ -119,8 +119,7 @@ public final class Router: Sendable {
                     shadows.submit(.init(model: route.model, target: shadow.target, shadow: shadow.model, request: request, primary: response))
                 }
             }
-            watcher?.observe(Observation(model: route.model, version: route.primary.version, arm: route.arm, request: request, response: response,
-                                         latency: seconds, time: Date().timeIntervalSince1970))
+            if watcher != nil { observe(request, response, on: route, latency: seconds) }
             return response
         } catch let error as ServingError {
             if let arm = route.arm, error.isServerFault {
@@ -150,12 +149,9 @@ public final class Router: Sendable {
     /// A sticky key's bucket in 0..<100 (FNV-1a over its UTF-8): the same key always lands on the same arm for
     /// the same weights.
     static func bucket(for key: String) -> Int {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return Int(hash % 100)
+        var hash = FNV1a()
+        hash.combine(key)
+        return Int(hash.value % 100)
     }
 }
 
