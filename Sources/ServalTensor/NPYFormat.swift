@@ -1,10 +1,33 @@
 import Foundation
 
-/// Reads and writes numpy `.npy` files (format versions 1-3, little-endian, C order) for numeric and bool tensors.
+/// Reads and writes numpy `.npy` files (format versions 1-3, little-endian, C order) for numeric, bool and
+/// fixed-width unicode (`<U`) tensors, whole or a range of rows at a time (the header says where the data starts).
 public enum NPYFormat {
     public struct FormatError: Error, CustomStringConvertible {
         public let description: String
         init(_ message: String) { description = message }
+    }
+
+    /// What an `.npy` header says: the element type, the shape, and where the data starts.
+    public struct Header: Sendable, Equatable {
+        /// The element type; `.string` for numpy unicode arrays, whose elements are `unicodeWidth` code points.
+        public var dtype: DType
+        public var unicodeWidth: Int
+        public var shape: [Int]
+        /// Bytes before the data: magic, version, header length and the header itself.
+        public var dataOffset: Int
+
+        public init(dtype: DType, unicodeWidth: Int = 0, shape: [Int], dataOffset: Int) {
+            self.dtype = dtype
+            self.unicodeWidth = unicodeWidth
+            self.shape = shape
+            self.dataOffset = dataOffset
+        }
+
+        /// Bytes per element in the file.
+        public var itemSize: Int { dtype == .string ? unicodeWidth * 4 : dtype.byteSize }
+        /// Bytes per row (dimension 0) in the file.
+        public var rowSize: Int { shape.dropFirst().reduce(1, *) * itemSize }
     }
 
     private static let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
@@ -27,83 +50,121 @@ public enum NPYFormat {
         }
     }
 
-    public static func decode(_ data: Data) throws -> Tensor {
-        let bytes = [UInt8](data)
-        guard bytes.count >= 10, Array(bytes[0..<6]) == magic else { throw FormatError("not a .npy file (bad magic)") }
-        let major = bytes[6]
+    /// Parses the header at the start of `bytes` (the whole file, or at least its first few hundred bytes).
+    public static func header<Bytes: RandomAccessCollection>(_ bytes: Bytes) throws -> Header where Bytes.Element == UInt8, Bytes.Index == Int {
+        let start = bytes.startIndex
+        func byte(_ offset: Int) -> Int { Int(bytes[start + offset]) }
+        guard bytes.count >= 10, (0..<6).allSatisfy({ UInt8(byte($0)) == magic[$0] }) else { throw FormatError("not a .npy file (bad magic)") }
         let headerLength: Int, headerStart: Int
-        if major == 1 {
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+        if byte(6) == 1 {
+            headerLength = byte(8) | byte(9) << 8
             headerStart = 10
         } else {
             guard bytes.count >= 12 else { throw FormatError("truncated .npy header") }
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+            headerLength = byte(8) | byte(9) << 8 | byte(10) << 16 | byte(11) << 24
             headerStart = 12
         }
         guard bytes.count >= headerStart + headerLength else { throw FormatError("truncated .npy header") }
-        let header = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
-        guard let descr = field("descr", in: header)?.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")) else {
+        let text = String(decoding: bytes[(start + headerStart)..<(start + headerStart + headerLength)], as: UTF8.self)
+        guard let descr = field("descr", in: text)?.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")) else {
             throw FormatError("npy header has no descr")
         }
-        if let fortran = field("fortran_order", in: header), fortran.contains("True") {
+        if let fortran = field("fortran_order", in: text), fortran.contains("True") {
             throw FormatError("Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
         }
+        guard let shapeText = field("shape", in: text) else { throw FormatError("npy header has no shape") }
+        let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
+            .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let normalized = descr.replacingOccurrences(of: "=", with: "<")
         if normalized.hasPrefix("<U"), let width = Int(normalized.dropFirst(2)) {
-            return try decodeUnicode(data.dropFirst(headerStart + headerLength), width: width, header: header)
+            return Header(dtype: .string, unicodeWidth: width, shape: shape, dataOffset: headerStart + headerLength)
         }
         guard let dtype = DType.allCases.first(where: { descriptor($0) == normalized || descriptor($0)?.replacingOccurrences(of: "|", with: "<") == normalized }) else {
             throw FormatError("unsupported npy dtype \(descr)")
         }
-        guard let shapeText = field("shape", in: header) else { throw FormatError("npy header has no shape") }
-        let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
-            .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let payload = data.dropFirst(headerStart + headerLength)
-        let expected = shape.reduce(1, *) * dtype.byteSize
+        return Header(dtype: dtype, unicodeWidth: 0, shape: shape, dataOffset: headerStart + headerLength)
+    }
+
+    public static func decode(_ data: Data) throws -> Tensor {
+        let bytes = [UInt8](data)
+        let header = try header(bytes)
+        let rows = header.shape.first ?? 1
+        return try tensor(header, rows: rows, payload: bytes[header.dataOffset...])
+    }
+
+    /// `rows` rows of data laid out as `header` says, from `payload` (which starts at the first of them). A
+    /// 0-dimensional header takes `rows` 1.
+    public static func tensor<Bytes: RandomAccessCollection>(_ header: Header, rows: Int, payload: Bytes) throws -> Tensor where Bytes.Element == UInt8, Bytes.Index == Int {
+        let shape = header.shape.isEmpty ? [] : [rows] + header.shape.dropFirst()
+        let count = shape.reduce(1, *)
+        let expected = count * header.itemSize
         guard payload.count >= expected else { throw FormatError("npy data has \(payload.count) bytes, shape \(shape) needs \(expected)") }
-        var tensor = Tensor(uninitialized: dtype, shape: shape)
-        tensor.withUnsafeMutableRawBytes { target in
-            payload.prefix(expected).withUnsafeBytes { source in
-                if let base = source.baseAddress, expected > 0 { target.baseAddress!.copyMemory(from: base, byteCount: expected) }
+        let start = payload.startIndex
+        if header.dtype == .string {
+            var strings: [String] = []
+            strings.reserveCapacity(count)
+            for index in 0..<count {
+                var scalars = String.UnicodeScalarView()
+                for position in 0..<header.unicodeWidth {
+                    let offset = start + (index * header.unicodeWidth + position) * 4
+                    let code = UInt32(payload[offset]) | UInt32(payload[offset + 1]) << 8 | UInt32(payload[offset + 2]) << 16 | UInt32(payload[offset + 3]) << 24
+                    if code == 0 { break }
+                    if let scalar = Unicode.Scalar(code) { scalars.append(scalar) }
+                }
+                strings.append(String(scalars))
             }
+            return Tensor(shape: shape, strings: strings)
+        }
+        var tensor = Tensor(uninitialized: header.dtype, shape: shape)
+        tensor.withUnsafeMutableRawBytes { target in
+            guard expected > 0 else { return }
+            if let copied = payload.withContiguousStorageIfAvailable({ target.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: expected) }) {
+                return copied
+            }
+            for offset in 0..<expected { target[offset] = payload[start + offset] }
         }
         return tensor
     }
 
-    /// numpy's fixed-width unicode arrays (`<U8`): UTF-32LE code points, zero-padded to `width` per element.
-    private static func decodeUnicode(_ payload: Data, width: Int, header: String) throws -> Tensor {
-        guard let shapeText = field("shape", in: header) else { throw FormatError("npy header has no shape") }
-        let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
-            .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let count = shape.reduce(1, *)
-        let bytes = [UInt8](payload)
-        guard bytes.count >= count * width * 4 else { throw FormatError("npy string data is truncated") }
-        var strings: [String] = []
-        strings.reserveCapacity(count)
-        for index in 0..<count {
-            var scalars = String.UnicodeScalarView()
-            for position in 0..<width {
-                let offset = (index * width + position) * 4
-                let code = UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24
-                if code == 0 { break }
-                if let scalar = Unicode.Scalar(code) { scalars.append(scalar) }
-            }
-            strings.append(String(scalars))
-        }
-        return Tensor(shape: shape, strings: strings)
+    public static func encode(_ tensor: Tensor) throws -> Data {
+        let width = tensor.dtype == .string ? max(1, tensor.strings.map(\.unicodeScalars.count).max() ?? 1) : 0
+        var data = try headerBytes(dtype: tensor.dtype, unicodeWidth: width, shape: tensor.shape)
+        data.append(try payload(tensor, unicodeWidth: width))
+        return data
     }
 
-    public static func encode(_ tensor: Tensor) throws -> Data {
-        guard let descr = descriptor(tensor.dtype) else { throw FormatError("\(tensor.dtype) tensors cannot be written as .npy") }
-        let shape = tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shape), }"
+    /// A version 1 header for an array of `shape`, padded with spaces to `length` bytes in all (when given and
+    /// large enough) or to the next multiple of 64, so a header rewritten later with a larger first dimension
+    /// can take the same room.
+    public static func headerBytes(dtype: DType, unicodeWidth: Int = 0, shape: [Int], length: Int? = nil) throws -> Data {
+        guard let descr = dtype == .string ? "<U\(unicodeWidth)" : descriptor(dtype) else { throw FormatError("\(dtype) tensors cannot be written as .npy") }
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         let unpadded = 10 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        let total = length.map { max($0, unpadded) } ?? unpadded
+        header += String(repeating: " ", count: total - unpadded + (64 - total % 64) % 64) + "\n"
+        guard header.utf8.count <= 0xffff else { throw FormatError("npy header of \(header.utf8.count) bytes is too long for format version 1") }
         var data = Data(magic + [1, 0])
-        let length = header.utf8.count
-        data.append(contentsOf: [UInt8(length & 0xff), UInt8(length >> 8)])
+        let count = header.utf8.count
+        data.append(contentsOf: [UInt8(count & 0xff), UInt8(count >> 8)])
         data.append(contentsOf: Array(header.utf8))
-        tensor.withUnsafeRawBytes { data.append(contentsOf: $0) }
+        return data
+    }
+
+    /// The data of a tensor as an `.npy` file lays it out (strings as UTF-32LE, zero-padded to `unicodeWidth`).
+    public static func payload(_ tensor: Tensor, unicodeWidth: Int = 0) throws -> Data {
+        guard tensor.dtype == .string else { return tensor.withUnsafeRawBytes { Data($0) } }
+        if let long = tensor.strings.first(where: { $0.unicodeScalars.count > unicodeWidth }) {
+            throw FormatError("'\(long)' is longer than the array's \(unicodeWidth) characters")
+        }
+        var data = Data(count: tensor.strings.count * unicodeWidth * 4)
+        data.withUnsafeMutableBytes { (target: UnsafeMutableRawBufferPointer) in
+            for (index, string) in tensor.strings.enumerated() {
+                for (position, scalar) in string.unicodeScalars.prefix(unicodeWidth).enumerated() {
+                    target.storeBytes(of: scalar.value.littleEndian, toByteOffset: (index * unicodeWidth + position) * 4, as: UInt32.self)
+                }
+            }
+        }
         return data
     }
 

@@ -4,11 +4,11 @@ import ServalEngine
 import ServalJobs
 import ServalONNX
 
-/// `serval batch`: scores a CSV file with a model in this process, streaming, in input order, with shards and
-/// resume. Exit 0 when every row was scored, 2 when some rows failed (see --errors), 1 on abort or error.
+/// `serval batch`: scores a CSV file, a JSON Lines file or a folder of `.npy` arrays with a model in this process,
+/// streaming, in input order, with shards and resume. Exit 0 when every row was scored, 2 when some rows failed (see --errors), 1 on abort or error.
 struct BatchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "batch", abstract: "Score a CSV file with a model (streaming; shards and resume).",
+        commandName: "batch", abstract: "Score a CSV, JSON Lines or .npy input with a model (streaming; shards and resume).",
         discussion: "Exit 0 when every row was scored, 2 when some rows failed (they go to --errors), 1 when --max-errors was exceeded or the run failed.")
 
     @Option(name: .customLong("model-repository"), help: "Model repository (with --model).")
@@ -20,22 +20,22 @@ struct BatchCommand: ParsableCommand {
     @Option(name: .customLong("model-file"), help: "An ONNX file (instead of --model-repository and --model).")
     var modelFile: String?
 
-    @Option(help: "The CSV file to score (with a header line).")
+    @Option(help: "What to score: a CSV file with a header line, a JSON Lines file (one {\"input\": row} object per line), or a folder with one INPUT.npy per model input.")
     var input: String
 
-    @Option(help: "Where the scored CSV goes.")
+    @Option(help: "Where the scores go, in the input's format (for npy, a folder that gets one OUTPUT.npy per model output).")
     var output: String
 
-    @Option(help: "csv (jsonl and npy are not available yet).")
-    var format = "csv"
+    @Option(help: "csv, jsonl or npy (default: npy for a folder, jsonl for .jsonl/.ndjson, else csv).")
+    var format: String?
 
-    @Option(help: "Columns of the model's 2-D input, in order (default: every numeric column).")
+    @Option(help: "CSV: columns of the model's 2-D input, in order (default: every numeric column).")
     var columns: String?
 
-    @Option(name: .customLong("input-map"), help: "Columns per input for models with several: X=a,b,c;Y=d.")
+    @Option(name: .customLong("input-map"), help: "CSV: columns per input for models with several: X=a,b,c;Y=d.")
     var inputMap: String?
 
-    @Flag(name: .customLong("keep-columns"), help: "Copy the input columns into the output before the outputs.")
+    @Flag(name: .customLong("keep-columns"), help: "CSV: copy the input columns into the output before the outputs.")
     var keepColumns = false
 
     @Option(name: .customLong("batch-size"), help: "Rows per inference.")
@@ -60,7 +60,7 @@ struct BatchCommand: ParsableCommand {
     var errors: String?
 
     func validate() throws {
-        guard format == "csv" else { throw ValidationError("--format \(format): only csv is available so far") }
+        if let format, BatchFormat(rawValue: format) == nil { throw ValidationError("--format must be csv, jsonl or npy; got '\(format)'") }
         guard (modelFile == nil) != (modelRepository == nil && model == nil) else {
             throw ValidationError("give either --model-file or --model-repository with --model")
         }
@@ -105,6 +105,7 @@ struct BatchCommand: ParsableCommand {
         do { onnx = try ONNXModel(contentsOf: file) } catch { throw ValidationError("\(file.path): \(error)") }
         let session = try Session(graph: onnx.graph, options: SessionOptions(intraOpThreads: threads))
         var options = BatchOptions(input: URL(fileURLWithPath: input), output: URL(fileURLWithPath: output))
+        options.format = format.flatMap(BatchFormat.init(rawValue:)) ?? BatchFormat.guess(options.input)
         options.columns = columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         if let inputMap {
             options.inputMap = try inputMap.split(separator: ";").map { entry in

@@ -62,6 +62,25 @@ struct TensorTests {
         #expect(bools.scalars(as: Bool.self) == [true, false, true])
     }
 
+    @Test func npyUnicodeArraysAndReservedHeadersRoundTrip() throws {
+        let strings = Tensor(shape: [2, 2], strings: ["setosa", "", "vé", "virginica"])
+        let decoded = try NPYFormat.decode(try NPYFormat.encode(strings))
+        #expect(decoded.shape == [2, 2])
+        #expect(decoded.strings == strings.strings)
+        // A header given room for a large row count keeps that length when rewritten with a small one.
+        let room = try NPYFormat.headerBytes(dtype: .float32, shape: [9_999_999_999_999, 3]).count
+        let small = try NPYFormat.headerBytes(dtype: .float32, shape: [2, 3], length: room)
+        #expect(small.count == room)
+        #expect(small.count % 64 == 0)
+        var file = small
+        file.append(try NPYFormat.payload(Tensor(shape: [2, 3], scalars: [Float](repeating: 1.5, count: 6))))
+        let header = try NPYFormat.header(Array(file))
+        #expect(header.shape == [2, 3])
+        #expect(header.dataOffset == room)
+        #expect(try NPYFormat.decode(file).scalars(as: Float.self) == [Float](repeating: 1.5, count: 6))
+        #expect(throws: NPYFormat.FormatError.self) { try NPYFormat.payload(Tensor(shape: [1], strings: ["toolong"]), unicodeWidth: 3) }
+    }
+
     @Test func npyRejectsGarbage() {
         #expect(throws: NPYFormat.FormatError.self) { try NPYFormat.decode(Data([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])) }
     }

@@ -1,6 +1,6 @@
 """`serval batch` end to end against onnxruntime.
 
-    python scripts/e2e/batch.py PATH_TO_SERVAL [--rows 1000000] [--mlp-rows 100000]
+    python scripts/e2e/batch.py PATH_TO_SERVAL [--rows 1000000] [--mlp-rows 1000000]
 
 1. ROWS generated iris rows: exit 0, every label and probability equal to onnxruntime's
 2. MLP-ROWS generated rows of the 64-feature MLP: outputs equal to onnxruntime's
@@ -8,11 +8,13 @@
 4. a file with 10 bad rows: exit 2, exactly those line numbers in --errors, every other row scored
 5. --shard 1/3, 2/3, 3/3 concatenated equal the unsharded output byte for byte
 6. kill -9 in the middle of a run, then --resume: byte-identical to the uninterrupted output
+7. --format jsonl and --format npy (iris and the MLP): outputs equal to onnxruntime's, read back with json and numpy
 Prints one "ok"/"FAIL" line per check and exits non-zero on any failure.
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from checks import Checks  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument("serval")
 parser.add_argument("--rows", type=int, default=1_000_000)
-parser.add_argument("--mlp-rows", type=int, default=100_000)
+parser.add_argument("--mlp-rows", type=int, default=1_000_000)
 args = parser.parse_args()
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IRIS = os.path.join(root, "examples/models/iris/1/model.onnx")
@@ -149,6 +151,41 @@ code, stderr, _ = batch("--model-file", IRIS, "--input", iris_input, "--output",
 check("--resume exits 0", code == 0, stderr[-500:])
 check("the resumed output is byte-identical to the uninterrupted one", open(resumed, "rb").read() == open(reference, "rb").read())
 check("a finished run leaves no checkpoint", not os.path.exists(checkpoint))
+
+# 7. JSON Lines and .npy folders
+def npy_name(name):
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".npy"
+
+
+count = min(args.rows, 20000)
+jsonl_input = os.path.join(work, "iris.jsonl")
+with open(jsonl_input, "w") as f:
+    for index, row in enumerate(iris_values[:count]):
+        f.write(json.dumps({"id": index, "X": [float(v) for v in row]}) + "\n")
+jsonl_output = os.path.join(work, "iris.out.jsonl")
+code, stderr, _ = batch("--model-file", IRIS, "--input", jsonl_input, "--output", jsonl_output)
+check("jsonl: exit 0 (format taken from the .jsonl name)", code == 0, stderr[-500:])
+objects = [json.loads(line) for line in open(jsonl_output)]
+check("jsonl: one object per row, in order, with its row index", [o["row"] for o in objects] == list(range(count)))
+check("jsonl: labels equal onnxruntime's", np.array_equal(np.array([o["label"] for o in objects]), labels[:count]))
+check("jsonl: probabilities equal onnxruntime's (within 1e-6)",
+      np.allclose(np.array([o["probabilities"] for o in objects]), probabilities[:count], atol=1e-6))
+
+for name, model, values, reference_session in (("iris", IRIS, iris_values[:count], session), ("mlp", MLP, mlp_values[:count], mlp)):
+    folder = os.path.join(work, f"{name}-npy")
+    os.makedirs(folder)
+    np.save(os.path.join(folder, npy_name(reference_session.get_inputs()[0].name)), values)
+    out = os.path.join(work, f"{name}-npy-out")
+    code, stderr, _ = batch("--model-file", model, "--input", folder, "--output", out, "--format", "npy")
+    check(f"npy {name}: exit 0", code == 0, stderr[-500:])
+    expected = reference_session.run(None, {reference_session.get_inputs()[0].name: values})
+    for output, want in zip(reference_session.get_outputs(), expected):
+        path = os.path.join(out, npy_name(output.name))
+        got = np.load(path) if os.path.exists(path) else None
+        same = got is not None and got.shape == want.shape and got.dtype == want.dtype and (
+            np.array_equal(got, want) if want.dtype.kind in "iub" else np.allclose(got, want, rtol=1e-5, atol=1e-6))
+        check(f"npy {name}: {output.name}.npy loads in numpy and equals onnxruntime's", same,
+              None if got is None else (got.shape, got.dtype, want.shape, want.dtype))
 
 shutil.rmtree(work, ignore_errors=True)
 check.finish()

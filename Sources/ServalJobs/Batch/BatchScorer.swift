@@ -3,15 +3,33 @@ import ServalEngine
 import ServalTensor
 import ServalWire
 
-/// What `serval batch` is asked to do with one CSV file.
+/// The file formats `serval batch` reads and writes; a run writes the format it reads.
+public enum BatchFormat: String, Sendable, CaseIterable {
+    /// A CSV file with a header line; the output is a CSV file.
+    case csv
+    /// One JSON object per line mapping input names to a row; the output has one object per line.
+    case jsonl
+    /// A folder with one `.npy` per input; the output is a folder with one `.npy` per output.
+    case npy
+
+    /// The format a path suggests: a folder is npy, `.jsonl`/`.ndjson` is jsonl, anything else csv.
+    public static func guess(_ url: URL) -> BatchFormat {
+        var folder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &folder), folder.boolValue { return .npy }
+        return ["jsonl", "ndjson"].contains(url.pathExtension.lowercased()) ? .jsonl : .csv
+    }
+}
+
+/// What `serval batch` is asked to do with one input.
 public struct BatchOptions: Sendable {
     public var input: URL
     public var output: URL
-    /// The columns of a single 2-D input, in order; nil: every numeric column.
+    public var format = BatchFormat.csv
+    /// CSV: the columns of a single 2-D input, in order; nil: every numeric column.
     public var columns: [String]?
-    /// Several inputs: each input's columns (`--input-map X=a,b;Y=c`).
+    /// CSV: each input's columns (`--input-map X=a,b;Y=c`) for a model with several.
     public var inputMap: [(input: String, columns: [String])]?
-    /// Copy the input columns into the output before the outputs.
+    /// CSV: copy the input columns into the output before the outputs.
     public var keepColumns = false
     /// Rows per inference; independent of any server's `max_batch_size`.
     public var batchSize = 1024
@@ -23,7 +41,7 @@ public struct BatchOptions: Sendable {
     public var maxErrors = 100
     /// JSONL file for rows that did not parse; nil: not written.
     public var errors: URL?
-    /// Called after each chunk with rows done and the shard's total.
+    /// Called after each chunk with rows done and the shard's total (-1 when not known).
     public var progress: (@Sendable (_ done: Int, _ total: Int) -> Void)?
     /// Tests: stop as a crash would, after this many chunks are written and checkpointed.
     public var stopAfterChunks: Int?
@@ -51,7 +69,61 @@ public struct BatchSummary: Sendable, Equatable {
 /// Thrown by a run stopped with `stopAfterChunks` (tests of resume).
 public struct BatchInterrupted: Error {}
 
-/// Scores a CSV file with a model in this process: the file is read in chunks of `batchSize` rows, each chunk
+/// One row that could not be scored: where it is in the input (a physical line of a text file, or a row of an
+/// array), the column or input at fault (if one), and why.
+struct RowFailure: Sendable {
+    enum Place: Sendable {
+        case line(Int)
+        case row(Int)
+    }
+
+    let place: Place
+    let column: String?
+    let reason: String
+}
+
+/// A chunk of rows read from the input and ready to run: the model's feeds, the input record each scored row came
+/// from (0-based), the raw CSV fields kept for `--keep-columns`, the records it consumed (scored plus failed) and
+/// the failures.
+struct ParsedChunk: Sendable {
+    var feeds: [String: Value] = [:]
+    var recordIndices: [Int] = []
+    var kept: [[String]] = []
+    var records = 0
+    var failures: [RowFailure] = []
+
+    var rows: Int { recordIndices.count }
+}
+
+/// An input of one format: its records (rows), counted, and read chunk by chunk over a range of them.
+protocol BatchSource {
+    /// The exact number of records (shard boundaries depend on it).
+    func countRecords() throws -> Int
+    /// A cheap estimate of the records, for the progress total.
+    func estimateRecords() -> Int?
+    /// A reader of `records`, in chunks of at most `chunkSize` records.
+    func reader(records: Range<Int>, chunkSize: Int) throws -> ChunkReader
+}
+
+/// Reads the next chunk; used by one task at a time (the run awaits each read before starting the next).
+protocol ChunkReader: AnyObject, Sendable {
+    /// Up to the chunk size of records (scored or failed), or nil when the range has none left.
+    func read() throws -> ParsedChunk?
+}
+
+/// An output of one format: appends scored chunks to its files in order.
+protocol BatchSink: AnyObject {
+    /// Bytes in each output file so far: what a checkpoint records, and what a resumed run cuts the files back to.
+    var sizes: [Int] { get }
+    func write(_ chunk: ParsedChunk, results: [String: Value]) throws
+    /// Flushes the files to disk (before a checkpoint claims their bytes).
+    func synchronize() throws
+    /// Completes the files once every chunk is written (an `.npy` header gets its final row count).
+    func finish() throws
+    func close()
+}
+
+/// Scores a file with a model in this process: the input is read in chunks of `batchSize` rows, each chunk
 /// parsed (while the previous one runs), run on the session and appended to the output, so memory stays flat and
 /// rows keep their input order. About once a second the output is fsynced and a checkpoint records how far it got,
 /// so `resume` continues a killed run to a byte-identical file. Bad rows go to the errors file and are left out.
@@ -75,97 +147,96 @@ public final class BatchScorer: Sendable {
 
     public func run(_ options: BatchOptions) throws -> BatchSummary {
         let started = Date()
-        var header = try CSVReader(url: options.input)
-        guard let names = try header.next() else { throw BatchError("\(options.input.path) is empty: a CSV file with a header line is expected") }
-        let plan = try BatchPlan(header: names.fields, firstRow: try header.next()?.fields, session: session, options: options)
-        // The shard's rows: a contiguous, deterministic part of the data records.
-        let total = options.shard.count > 1 ? try Self.countRecords(options.input) : -1
-        let range: Range<Int> = options.shard.count > 1
-            ? (total * (options.shard.index - 1) / options.shard.count)..<(total * options.shard.index / options.shard.count)
+        if options.format != .csv {
+            if options.columns != nil || options.inputMap != nil {
+                throw BatchError("--columns and --input-map choose CSV columns; \(options.format.rawValue) input names the model's inputs itself")
+            }
+            if options.keepColumns { throw BatchError("--keep-columns applies to CSV; \(options.format.rawValue) output keeps input order (jsonl carries each row's index as `row`)") }
+        }
+        let source: BatchSource = switch options.format {
+        case .csv: try CSVSource(url: options.input, session: session, options: options)
+        case .jsonl: try JSONLSource(url: options.input, session: session)
+        case .npy: try NPYSource(folder: options.input, session: session)
+        }
+        // The shard's records: a contiguous, deterministic part of the input.
+        let sharded = options.shard.count > 1
+        let total = sharded ? try source.countRecords() : (options.progress == nil ? nil : source.estimateRecords())
+        let range: Range<Int> = sharded
+            ? (total! * (options.shard.index - 1) / options.shard.count)..<(total! * options.shard.index / options.shard.count)
             : 0..<Int.max
         var state = options.resume ? (Checkpoint.read(options.checkpoint) ?? Checkpoint()) : Checkpoint()
-        let output = try Self.open(options.output, keeping: state.outputBytes)
-        defer { try? output.close() }
+        let outputs = session.outputTypes.map(\.name)
+        let sink: BatchSink = switch options.format {
+        case .csv: try CSVSink(url: options.output, plan: (source as! CSVSource).plan, outputs: outputs, classLabels: classLabels,
+                               header: options.shard.index == 1, keeping: state.outputs)
+        case .jsonl: try JSONLSink(url: options.output, outputs: outputs, keeping: state.outputs)
+        case .npy: try NPYSink(folder: options.output, outputs: outputs, classLabels: classLabels, keeping: state.outputs)
+        }
+        defer { sink.close() }
         let errors = try options.errors.map { try Self.open($0, keeping: state.errorBytes) }
         defer { try? errors?.close() }
-        var reader = try CSVReader(url: options.input)
-        _ = try reader.next()  // the header
-        var record = 0
-        // Skip the records before this shard and those a resumed run already wrote.
-        let skipUntil = min(range.upperBound, range.lowerBound + state.records)
-        while record < skipUntil, try reader.next() != nil { record += 1 }
+        // Skip the records a resumed run already wrote.
+        let reader = try source.reader(records: min(range.upperBound, range.lowerBound + state.records)..<range.upperBound, chunkSize: options.batchSize)
         var chunks = 0
         var lastCheckpoint = Date()
-        var rowsDone = state.rows
-        var errorCount = state.errors
-        let shardTotal = total < 0 ? -1 : range.count
-        let source = ChunkSource(reader: reader, next: record, end: range.upperBound, size: options.batchSize, plan: plan)
-        var pending = try source.read()
+        let shardTotal = sharded ? range.count : (total ?? -1)
+        var pending = try reader.read()
         while let chunk = pending {
             // Parse the next chunk while this one runs.
             let nextChunk = DispatchGroup()
             nonisolated(unsafe) var parsed: Result<ParsedChunk?, Error> = .success(nil)
             nextChunk.enter()
             DispatchQueue.global().async {
-                parsed = Result { try source.read() }
+                parsed = Result { try reader.read() }
                 nextChunk.leave()
             }
-            var text = ""
-            if chunk.rows > 0 {
-                let results = try session.run(chunk.feeds(plan))
-                text = try plan.format(chunk, results: results, outputs: session.outputTypes.map(\.name), classLabels: classLabels,
-                                       withHeader: options.shard.index == 1 && state.outputBytes == 0)
-            }
+            let results = chunk.rows > 0 ? try session.run(chunk.feeds) : [:]
             var errorText = JSONWriter()
             for failure in chunk.failures {
-                errorText.raw("{\"line\":\(failure.line),\"column\":")
+                switch failure.place {
+                case .line(let line): errorText.raw("{\"line\":\(line),\"column\":")
+                case .row(let row): errorText.raw("{\"row\":\(row),\"column\":")
+                }
                 if let column = failure.column { errorText.string(column) } else { errorText.raw("null") }
                 errorText.raw(",\"reason\":")
                 errorText.string(failure.reason)
                 errorText.raw("}\n")
             }
             nextChunk.wait()
-            state.outputBytes += try Self.write(output, text)
+            if chunk.rows > 0 { try sink.write(chunk, results: results) }
+            state.outputs = sink.sizes
             if let errors { state.errorBytes += try Self.write(errors, errorText.text) }
-            rowsDone += chunk.rows
-            errorCount += chunk.failures.count
+            state.rows += chunk.rows
+            state.errors += chunk.failures.count
             state.records += chunk.records
-            state.rows = rowsDone
-            state.errors = errorCount
             chunks += 1
             // A checkpoint about once a second: the output and errors are fsynced first, so the checkpoint never
             // claims bytes a crash or power loss could take back. A kill loses at most that second's work.
             let stopping = options.stopAfterChunks.map { chunks >= $0 } ?? false
             if stopping || Date().timeIntervalSince(lastCheckpoint) >= options.checkpointInterval {
-                try output.synchronize()
+                try sink.synchronize()
                 try errors?.synchronize()
                 try state.write(options.checkpoint)
                 lastCheckpoint = Date()
             }
-            options.progress?(rowsDone + errorCount, shardTotal)
-            if errorCount > options.maxErrors {
-                try output.synchronize()
+            options.progress?(state.rows + state.errors, shardTotal)
+            if state.errors > options.maxErrors {
+                try sink.synchronize()
                 try errors?.synchronize()
                 try state.write(options.checkpoint)  // so --resume with a higher --max-errors continues from here
-                return BatchSummary(rows: rowsDone, errors: errorCount, seconds: Date().timeIntervalSince(started), aborted: true)
+                return BatchSummary(rows: state.rows, errors: state.errors, seconds: Date().timeIntervalSince(started), aborted: true)
             }
             if stopping { throw BatchInterrupted() }
             pending = try parsed.get()
         }
-        try output.synchronize()
+        try sink.finish()
+        try sink.synchronize()
         try errors?.synchronize()
         try? FileManager.default.removeItem(at: options.checkpoint)
-        return BatchSummary(rows: rowsDone, errors: errorCount, seconds: Date().timeIntervalSince(started), aborted: false)
+        return BatchSummary(rows: state.rows, errors: state.errors, seconds: Date().timeIntervalSince(started), aborted: false)
     }
 
-    /// Data records in a file (the header not counted), for shard boundaries and the progress total.
-    public static func countRecords(_ url: URL) throws -> Int {
-        var reader = try CSVReader(url: url)
-        var count = -1
-        while try reader.next() != nil { count += 1 }
-        return max(0, count)
-    }
-
+    /// A file opened for appending after its first `bytes` (created when missing; anything past them cut off).
     static func open(_ url: URL, keeping bytes: Int) throws -> FileHandle {
         if !FileManager.default.fileExists(atPath: url.path) { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: url)
@@ -181,10 +252,11 @@ public final class BatchScorer: Sendable {
     }
 }
 
-/// How far a run got: records consumed, bytes of output and errors written, rows scored and failed.
+/// How far a run got: records consumed, bytes of each output file and of the errors written, rows scored and
+/// failed.
 struct Checkpoint: Codable {
     var records = 0
-    var outputBytes = 0
+    var outputs: [Int] = []
     var errorBytes = 0
     var rows = 0
     var errors = 0

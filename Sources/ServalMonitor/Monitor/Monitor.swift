@@ -403,10 +403,12 @@ public struct MonitorError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Runs the monitor: ingests queued observations as they arrive, scores windows once a second, and reloads
-/// settings and applies retention every `housekeeping` interval.
+/// settings and applies retention every `housekeeping` interval. Intake and scoring run on a background thread
+/// of their own at the lowest priority, so under load they take what serving leaves and never delay a request.
 public struct MonitorService: Service {
     let monitor: Monitor
     let housekeeping: Duration
+    private static let background = BackgroundExecutor(name: "serval-monitor")
 
     public init(monitor: Monitor, housekeeping: Duration = .seconds(5)) {
         self.monitor = monitor
@@ -417,7 +419,7 @@ public struct MonitorService: Service {
         let monitor = self.monitor, housekeeping = self.housekeeping
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask {
+                group.addTask(executorPreference: Self.background) {
                     for await _ in monitor.intake.rings {
                         let batch = monitor.intake.drain()
                         if !batch.isEmpty { await monitor.ingest(batch) }
@@ -427,7 +429,7 @@ public struct MonitorService: Service {
                         do { try await Task.sleep(for: .milliseconds(100)) } catch { return }
                     }
                 }
-                group.addTask {
+                group.addTask(executorPreference: Self.background) {
                     while !Task.isCancelled {
                         do { try await Task.sleep(for: .seconds(1)) } catch { return }
                         await monitor.evaluate(now: Date().timeIntervalSince1970)

@@ -3,33 +3,8 @@ import ServalEngine
 import ServalTensor
 import ServalWire
 
-/// One row that could not be scored: its physical line, the column at fault (if one), and why.
-struct RowFailure: Sendable {
-    let line: Int
-    let column: String?
-    let reason: String
-}
-
-/// A chunk of parsed rows: each input's values row-major, the rows' raw fields (for `--keep-columns`), the records
-/// it consumed (scored plus failed) and the failures.
-struct ParsedChunk: Sendable {
-    var values: [[Float]]
-    var kept: [[String]]
-    var rows = 0
-    var records = 0
-    var failures: [RowFailure] = []
-
-    func feeds(_ plan: BatchPlan) -> [String: Value] {
-        var feeds: [String: Value] = [:]
-        for (index, input) in plan.inputs.enumerated() {
-            feeds[input.name] = .tensor(Tensor(shape: [rows, input.columns.count], scalars: values[index]))
-        }
-        return feeds
-    }
-}
-
 /// Which CSV columns feed which model input, and how outputs become CSV columns.
-struct BatchPlan: Sendable {
+struct CSVPlan: Sendable {
     struct Input: Sendable {
         let name: String
         let columns: [String]
@@ -83,11 +58,12 @@ struct BatchPlan: Sendable {
         }
     }
 
-    /// Parses one record into the chunk, or records why it cannot be scored.
-    func parse(_ record: CSVRecord, into chunk: inout ParsedChunk) {
+    /// Parses one record (the `index`-th data record) into the values of the chunk's inputs, or records why it
+    /// cannot be scored.
+    func parse(_ record: CSVRecord, index: Int, into values: inout [[Float]], chunk: inout ParsedChunk) {
         chunk.records += 1
         guard record.fields.count == header.count else {
-            chunk.failures.append(RowFailure(line: record.line, column: nil, reason: "expected \(header.count) fields, found \(record.fields.count)"))
+            chunk.failures.append(RowFailure(place: .line(record.line), column: nil, reason: "expected \(header.count) fields, found \(record.fields.count)"))
             return
         }
         var parsed: [[Float]] = []
@@ -100,21 +76,21 @@ struct BatchPlan: Sendable {
                 // Trimming allocates: only a field that does not parse as it is gets trimmed and tried again.
                 guard let value = Float(field) ?? Float(field.trimmingCharacters(in: .whitespaces)) else {
                     let text = field.trimmingCharacters(in: .whitespaces)
-                    chunk.failures.append(RowFailure(line: record.line, column: input.columns[position], reason: "'\(text)' is not a number"))
+                    chunk.failures.append(RowFailure(place: .line(record.line), column: input.columns[position], reason: "'\(text)' is not a number"))
                     return
                 }
                 guard value.isFinite else {
                     let text = field.trimmingCharacters(in: .whitespaces)
-                    chunk.failures.append(RowFailure(line: record.line, column: input.columns[position], reason: "'\(text)' is not a finite number"))
+                    chunk.failures.append(RowFailure(place: .line(record.line), column: input.columns[position], reason: "'\(text)' is not a finite number"))
                     return
                 }
                 row.append(value)
             }
             parsed.append(row)
         }
-        for (index, row) in parsed.enumerated() { chunk.values[index] += row }
+        for (position, row) in parsed.enumerated() { values[position] += row }
         if keepColumns { chunk.kept.append(record.fields) }
-        chunk.rows += 1
+        chunk.recordIndices.append(index)
     }
 
     /// Output column names of one output value, from its shape.
@@ -196,16 +172,46 @@ struct BatchPlan: Sendable {
     }
 }
 
-/// Reads chunks of records for one run; used by one task at a time (the run awaits each read before the next).
-final class ChunkSource: @unchecked Sendable {
+/// A CSV file with a header line: its data records feed the model through a `CSVPlan`.
+struct CSVSource: BatchSource {
+    let url: URL
+    let plan: CSVPlan
+
+    init(url: URL, session: Session, options: BatchOptions) throws {
+        self.url = url
+        var reader = try CSVReader(url: url)
+        guard let names = try reader.next() else { throw BatchError("\(url.path) is empty: a CSV file with a header line is expected") }
+        plan = try CSVPlan(header: names.fields, firstRow: try reader.next()?.fields, session: session, options: options)
+    }
+
+    func countRecords() throws -> Int {
+        var reader = try CSVReader(url: url)
+        var count = -1
+        while try reader.next() != nil { count += 1 }
+        return max(0, count)
+    }
+
+    func estimateRecords() -> Int? { (try? LineCount.lines(url)).map { max(0, $0 - 1) } }
+
+    func reader(records: Range<Int>, chunkSize: Int) throws -> ChunkReader {
+        var reader = try CSVReader(url: url)
+        _ = try reader.next()  // the header
+        var skipped = 0
+        while skipped < records.lowerBound, try reader.next() != nil { skipped += 1 }
+        return CSVChunkReader(reader: reader, next: skipped, end: records.upperBound, size: chunkSize, plan: plan)
+    }
+}
+
+/// Reads chunks of CSV records.
+final class CSVChunkReader: ChunkReader, @unchecked Sendable {
     // @unchecked: `reader` and `next` are touched only inside `read`, and the run never has two reads in flight.
     private var reader: CSVReader
     private var next: Int
     private let end: Int
     private let size: Int
-    private let plan: BatchPlan
+    private let plan: CSVPlan
 
-    init(reader: CSVReader, next: Int, end: Int, size: Int, plan: BatchPlan) {
+    init(reader: CSVReader, next: Int, end: Int, size: Int, plan: CSVPlan) {
         self.reader = reader
         self.next = next
         self.end = end
@@ -213,14 +219,67 @@ final class ChunkSource: @unchecked Sendable {
         self.plan = plan
     }
 
-    /// Up to `size` records (scored or failed), or nil when the shard has none left.
     func read() throws -> ParsedChunk? {
-        var chunk = ParsedChunk(values: Array(repeating: [], count: plan.inputs.count), kept: [])
-        for index in chunk.values.indices { chunk.values[index].reserveCapacity(size * plan.inputs[index].columns.count) }
-        while chunk.records < size, next < end, let record = try reader.next() {
-            next += 1
-            plan.parse(record, into: &chunk)
+        var chunk = ParsedChunk()
+        var values = plan.inputs.map { input -> [Float] in
+            var values: [Float] = []
+            values.reserveCapacity(size * input.columns.count)
+            return values
         }
-        return chunk.records == 0 ? nil : chunk
+        while chunk.records < size, next < end, let record = try reader.next() {
+            plan.parse(record, index: next, into: &values, chunk: &chunk)
+            next += 1
+        }
+        guard chunk.records > 0 else { return nil }
+        for (index, input) in plan.inputs.enumerated() {
+            chunk.feeds[input.name] = .tensor(Tensor(shape: [chunk.rows, input.columns.count], scalars: values[index]))
+        }
+        return chunk
+    }
+}
+
+/// Writes scored chunks as CSV: a header line first (when this is the first part of the output), then one line
+/// per row.
+final class CSVSink: BatchSink {
+    private let handle: FileHandle
+    private let plan: CSVPlan
+    private let outputs: [String]
+    private let classLabels: [String]?
+    private let header: Bool
+    private(set) var sizes: [Int]
+
+    init(url: URL, plan: CSVPlan, outputs: [String], classLabels: [String]?, header: Bool, keeping: [Int]) throws {
+        sizes = [keeping.first ?? 0]
+        handle = try BatchScorer.open(url, keeping: sizes[0])
+        self.plan = plan
+        self.outputs = outputs
+        self.classLabels = classLabels
+        self.header = header
+    }
+
+    func write(_ chunk: ParsedChunk, results: [String: Value]) throws {
+        let text = try plan.format(chunk, results: results, outputs: outputs, classLabels: classLabels, withHeader: header && sizes[0] == 0)
+        sizes[0] += try BatchScorer.write(handle, text)
+    }
+
+    func synchronize() throws { try handle.synchronize() }
+    func finish() throws {}
+    func close() { try? handle.close() }
+}
+
+/// Counts a file's lines cheaply (line ends, plus a last line without one), for progress totals.
+enum LineCount {
+    static func lines(_ url: URL) throws -> Int {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var count = 0
+        var last: UInt8 = 0x0A
+        while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
+            data.withUnsafeBytes { bytes in
+                for byte in bytes where byte == 0x0A { count += 1 }
+            }
+            last = data.last!
+        }
+        return count + (last == 0x0A ? 0 : 1)
     }
 }
