@@ -1,9 +1,11 @@
 /// A FIFO lock for async code: one holder at a time, waiters resumed in arrival order.
-actor AsyncLock {
+public actor AsyncLock {
+    public init() {}
+
     private var held = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
-    func acquire() async {
+    public func acquire() async {
         if !held {
             held = true
             return
@@ -11,7 +13,7 @@ actor AsyncLock {
         await withCheckedContinuation { waiters.append($0) }
     }
 
-    func release() {
+    public func release() {
         if waiters.isEmpty {
             held = false
         } else {
@@ -19,7 +21,7 @@ actor AsyncLock {
         }
     }
 
-    func withLock<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+    public func withLock<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
         await acquire()
         do {
             let value = try await body()

@@ -18,6 +18,7 @@ public actor Monitor {
     let repositoryRoot: URL
     let registry: Registry
     let log: PayloadLog
+    private let ingestion = AsyncLock()
     let logger: Logger
     /// Where `logger:` settings send CloudEvents.
     private let cloudEvents: CloudEventSink
@@ -154,9 +155,13 @@ public actor Monitor {
     // MARK: - Intake
 
     /// Ingests whatever the intake holds now (tests, and feedback, which must see every answered request).
+    /// One drain-and-write at a time: a caller that returns has had every observation queued before it called
+    /// written, even one another drain took first.
     public func flush() async {
-        let pending = intake.drain()
-        if !pending.isEmpty { await ingest(pending) }
+        await ingestion.withLock {
+            let pending = self.intake.drain()
+            if !pending.isEmpty { await self.ingest(pending) }
+        }
     }
 
     /// Takes what the intake queued: windows first, then one store transaction for the log rows.
@@ -421,8 +426,9 @@ public struct MonitorService: Service {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask(executorPreference: Self.background) {
                     for await _ in monitor.intake.rings {
-                        let batch = monitor.intake.drain()
-                        if !batch.isEmpty { await monitor.ingest(batch) }
+                        // Not cancelled by a shutdown halfway through its write: the batch is written whole, then
+                        // the loop ends and the shutdown path below writes what is left.
+                        await Task(executorPreference: Self.background) { await monitor.flush() }.value
                         if Task.isCancelled { return }
                         // Pace the writer: what arrives meanwhile is written as one batch (one transaction, a few
                         // statements), instead of a transaction per request under load.
@@ -455,7 +461,6 @@ public struct MonitorService: Service {
             }
         }
         // Whatever arrived before the shutdown is still written.
-        let rest = monitor.intake.drain()
-        if !rest.isEmpty { await monitor.ingest(rest) }
+        await monitor.flush()
     }
 }

@@ -24,7 +24,8 @@ public final class BackgroundExecutor: TaskExecutor, @unchecked Sendable {
 
     private func loop() {
         #if os(Linux)
-        _ = setpriority(PRIO_PROCESS, UInt32(gettid()), 19)  // this thread only: Linux applies nice per thread
+        // Linux keeps nice per thread, and `who` 0 is the calling thread: only this one is lowered.
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
         #endif
         var batch: [UnownedJob] = []
         while true {
