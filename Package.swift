@@ -92,6 +92,14 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ServalPipeline",
+            dependencies: [
+                "ServalStore", "ServalWire",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
             name: "ServalHTTP",
             dependencies: [
                 "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs", "ServalMonitor",
@@ -135,7 +143,7 @@ let package = Package(
         .executableTarget(
             name: "serval",
             dependencies: [
-                "ServalServer", "ServalWire", "ServalJobs",
+                "ServalServer", "ServalWire", "ServalJobs", "ServalPipeline", "ServalStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 "ServalONNX",
                 "ServalEngine",
@@ -154,6 +162,7 @@ let package = Package(
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry", "ServalTestSupport"]),
         .testTarget(name: "ServalMonitorTests", dependencies: ["ServalMonitor", "ServalServing", "ServalStore", "ServalWire", "ServalTensor", "ServalTestSupport"]),
         .testTarget(name: "ServalJobsTests", dependencies: ["ServalJobs", "ServalWire", "ServalStore", "ServalRegistry", "ServalTestSupport", "ServalEngine", "ServalONNX", "ServalTensor"]),
+        .testTarget(name: "ServalPipelineTests", dependencies: ["ServalPipeline", "ServalStore", "ServalTestSupport"]),
         .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalWire", "ServalRegistry", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",

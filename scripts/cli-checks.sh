@@ -54,4 +54,14 @@ if "$serval" run "$zipmap/model.onnx" --input "X=$zipmap/input_0.npy" >"$work/ou
 else
   echo "FAIL map outputs are BYTES: $(head -c 300 "$work/out")"; cat "$work/err"; failures=$((failures + 1))
 fi
+
+# serval data: outside a DVC project, and a path that is not tracked or does not exist (run from the project folder).
+mkdir -p "$work/data-project" && printf 'a\n1\n' >"$work/data-project/rows.csv"
+absolute_serval=$(cd "$(dirname "$serval")" && pwd)/$(basename "$serval")
+pushd "$work/data-project" >/dev/null
+expect_error "data status outside a project" "no folder from .* holds a .dvc/ project" "$absolute_serval" data status --data-dir "$work/state"
+expect_error "data add of a missing path" "does not exist" "$absolute_serval" data add none.csv --data-dir "$work/state"
+"$absolute_serval" data add rows.csv --data-dir "$work/state" >/dev/null && printf 'b\n2\n' >other.csv
+expect_error "data status of an untracked path" "other.csv is not tracked" "$absolute_serval" data status other.csv --data-dir "$work/state"
+popd >/dev/null
 [ "$failures" -eq 0 ] || { echo "$failures CLI check(s) failed"; exit 1; }

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, the full-size encoder
-# golden check, the drift statistics against Evidently, interop with the peers' clients, the rollout, traffic and jobs scripts, then swift test.
+# golden check, the drift statistics against Evidently, interop with the peers' clients, the rollout, traffic, jobs,
+# monitoring, tracing, batch and DVC scripts, then swift test.
 # Needs a Debian machine with the Swift toolchain; installs what is missing (apt, a Python venv in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 # Python venv with the pinned onnx, used to regenerate the backend test data.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, opentelemetry.proto; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, opentelemetry.proto; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null \
+  || [ "$(.venv/bin/dvc --version 2>/dev/null)" != "3.67.1" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
@@ -89,6 +91,9 @@ echo "== Tracing end to end: spans over OTLP/gRPC to a small receiver, W3C trace
 
 echo "== serval batch end to end against onnxruntime (bounded here; the script's defaults run 1,000,000 rows)"
 .venv/bin/python scripts/e2e/batch.py "$serval" --rows 300000 --mlp-rows 50000
+
+echo "== Data versions: serval data against the real dvc (each reads what the other writes)"
+.venv/bin/python scripts/e2e/dvc.py "$serval" .venv/bin/dvc
 
 echo "== swift test (store, registry and job-queue suites on SQLite and PostgreSQL)"
 SERVAL_TEST_DATABASE_URL="$pg_url" swift test --skip-build
