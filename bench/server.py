@@ -316,7 +316,9 @@ def monitoring_cost(args):
     total_on = sum(p[True]["rps"] for p in rounds) / len(rounds)
     lines += ["", f"Mean over rounds: throughput on/off **{total_on / total_off:.3f}**, p99 on/off "
               f"**{sum(p[True]['p99'] for p in rounds) / sum(p[False]['p99'] for p in rounds):.2f}**. "
-              f"Payload-log rows dropped: {dropped:.0f}; the log's newest rows were readable afterwards ({logged} fetched of the last 1000).", ""]
+              f"Payload-log rows dropped: {dropped:.0f} of {sum(p[True]['requests'] for p in rounds)} requests with monitoring on "
+              f"({dropped / max(1, sum(p[True]['requests'] for p in rounds)):.1%}); the log's newest rows were readable afterwards "
+              f"({logged} fetched of the last 1000).", ""]
     section = "\n".join(lines)
     write_section("## Monitoring cost", section)
     print(section)

@@ -215,6 +215,8 @@ public actor Monitor {
                     labelled[model] = try await log.hasFeedback(model: model)
                 }
                 if labelled[model] == true { try await refreshRealised(model) }
+            } catch is CancellationError {
+                return  // shutting down
             } catch {
                 logger.error("realised performance not refreshed", metadata: ["model": "\(model)", "error": "\(error)"])
             }
