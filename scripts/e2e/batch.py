@@ -48,13 +48,28 @@ def generate(path, rows, width, seed, names=None):
 
 
 def batch(*arguments):
-    """Runs serval batch; returns (exit code, stderr, its peak RSS in kB from wait4)."""
+    """Runs serval batch; returns (exit code, stderr, its peak RSS in kB).
+
+    The peak is the kernel's VmHWM for the process after exec, read until it exits (wait4's ru_maxrss would also
+    count the pages of this Python process, which the child holds between fork and exec)."""
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen([args.serval, "batch", *arguments], stdout=subprocess.DEVNULL, stderr=stderr)
-        _, status, usage = os.wait4(process.pid, 0)
+        peak = 0
+        while True:
+            try:
+                with open(f"/proc/{process.pid}/status") as proc_status:
+                    for line in proc_status:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+            pid, status, _ = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.01)  # sampling the peak, not synchronising: VmHWM only grows, so the last reading is the peak
         process.returncode = os.waitstatus_to_exitcode(status)
         stderr.seek(0)
-        return process.returncode, stderr.read().decode(errors="replace"), usage.ru_maxrss
+        return process.returncode, stderr.read().decode(errors="replace"), peak
 
 
 def read_output(path):
