@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "ServalPipeline",
             dependencies: [
-                "ServalStore", "ServalWire",
+                "ServalStore", "ServalWire", "ServalEngine", "ServalONNX", "ServalTensor", "ServalMonitor",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ]

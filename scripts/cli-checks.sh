@@ -64,4 +64,10 @@ expect_error "data add of a missing path" "does not exist" "$absolute_serval" da
 "$absolute_serval" data add rows.csv --data-dir "$work/state" >/dev/null && printf 'b\n2\n' >other.csv
 expect_error "data status of an untracked path" "other.csv is not tracked" "$absolute_serval" data status other.csv --data-dir "$work/state"
 popd >/dev/null
+
+# serval pipeline: a mistake in a pipeline file is named by line and field; evaluate names an absent label column.
+printf 'name: p\nmodle: iris\n' >"$work/pipeline.yaml"
+expect_error "pipeline file with an unknown field" "pipeline.yaml:2: modle: unknown field" "$serval" pipeline check "$work/pipeline.yaml"
+expect_error "evaluate without the label column" "label_column 'kind' is not a column" \
+  "$serval" pipeline evaluate examples/models/iris/1/model.onnx --data examples/models/iris/reference.csv --label-column kind
 [ "$failures" -eq 0 ] || { echo "$failures CLI check(s) failed"; exit 1; }

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 # Python venv with the pinned onnx, used to regenerate the backend test data.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, opentelemetry.proto; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null \
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, skl2onnx, opentelemetry.proto; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null \
   || [ "$(.venv/bin/dvc --version 2>/dev/null)" != "3.67.1" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
@@ -65,6 +65,9 @@ echo "== Golden: statically quantized CNNs, serval and onnxruntime"
 
 echo "== Golden: drift statistics against Evidently and scipy through serval serve"
 .venv/bin/python scripts/golden/drift.py "$serval" "$(mktemp -d /tmp/serval-drift.XXXXXX)"
+
+echo "== Golden: the pipeline's evaluate metrics against scikit-learn (models exported with skl2onnx)"
+.venv/bin/python scripts/golden/evaluate.py "$serval" "$(mktemp -d /tmp/serval-evaluate.XXXXXX)"
 
 echo "== Interop: tritonclient (HTTP and gRPC) and TF Serving REST payloads against serval serve"
 scripts/interop/run.sh "$serval"

@@ -37,6 +37,16 @@ public struct Graph: Sendable {
     /// Number of scalar parameters held in initializers.
     public var parameterCount: Int { initializers.values.reduce(0) { $0 + $1.count } }
 
+    /// The class labels of the graph's classifier node (scikit-learn exports: `classlabels_int64s` or
+    /// `classlabels_strings`), in the order of its probability columns; nil for a graph without one.
+    public var classifierLabels: [String]? {
+        for node in nodes where node.opType.hasSuffix("Classifier") {
+            if case .ints(let labels)? = node.attributes["classlabels_int64s"] ?? node.attributes["classlabels_ints"] { return labels.map(String.init) }
+            if case .strings(let labels)? = node.attributes["classlabels_strings"] { return labels }
+        }
+        return nil
+    }
+
     /// Bytes of the model's parameters: initializers, plus the arrays that ai.onnx.ml operators keep in attributes
     /// (tree nodes, linear coefficients, class labels), which hold all of a scikit-learn model's weights.
     public var weightBytes: Int {

@@ -133,16 +133,7 @@ public final class BatchScorer: Sendable {
 
     public init(session: Session, graph: Graph) {
         self.session = session
-        self.classLabels = Self.classLabels(graph)
-    }
-
-    /// The class labels of the model's classifier node (scikit-learn exports), for `probability_<label>` columns.
-    static func classLabels(_ graph: Graph) -> [String]? {
-        for node in graph.nodes where node.opType.hasSuffix("Classifier") {
-            if case .ints(let labels)? = node.attributes["classlabels_int64s"] ?? node.attributes["classlabels_ints"] { return labels.map(String.init) }
-            if case .strings(let labels)? = node.attributes["classlabels_strings"] { return labels }
-        }
-        return nil
+        self.classLabels = graph.classifierLabels
     }
 
     public func run(_ options: BatchOptions) throws -> BatchSummary {

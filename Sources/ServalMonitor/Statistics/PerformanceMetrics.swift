@@ -57,6 +57,20 @@ public enum PerformanceMetrics {
         return (sum - positives * (positives + 1) / 2) / (positives * negatives)
     }
 
+    /// log_loss as scikit-learn computes it: each probability clipped to [eps, 1 − eps] with the epsilon of the
+    /// probabilities' type (Float's: models answer in float32), then the mean of −log p(true class). `classes` names
+    /// the columns of the row-major `probabilities`; nil when a true label is not among them.
+    public static func logLoss(truth: [String], classes: [String], probabilities: [Double], epsilon: Double = Double(Float.ulpOfOne)) -> Double? {
+        guard !truth.isEmpty, probabilities.count == truth.count * classes.count else { return nil }
+        let column = Dictionary(classes.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        var sum = 0.0
+        for (row, label) in truth.enumerated() {
+            guard let index = column[label] else { return nil }
+            sum -= log(min(max(probabilities[row * classes.count + index], epsilon), 1 - epsilon))
+        }
+        return sum / Double(truth.count)
+    }
+
     /// mae, rmse and r2 (1 − SS_res/SS_tot; for a constant truth 1 when perfect, else 0, as scikit-learn's
     /// `force_finite` gives).
     public static func regression(truth: [Double], predicted: [Double]) -> [String: Double] {
@@ -76,8 +90,8 @@ public enum PerformanceMetrics {
 }
 
 /// Class labels in scikit-learn's order: numerically when both are numbers, else as text.
-enum LabelOrder {
-    static func less(_ a: String, _ b: String) -> Bool {
+public enum LabelOrder {
+    public static func less(_ a: String, _ b: String) -> Bool {
         if let x = Double(a), let y = Double(b) { return x < y }
         return a < b
     }
