@@ -132,3 +132,41 @@ struct GateTests {
         #expect(results.map(\.outcome).filter { $0 == .passed }.count == 2)
     }
 }
+
+/// Triggers: one run at a time, the cooldown, the schedule, and alerts the pipeline does not watch.
+@Suite("Pipeline triggers")
+struct TriggerPolicyTests {
+    static let triggers = try! PipelineDefinition.parse(PipelineDefinitionTests.example, file: "p.yaml").triggers  // accuracy/drift, 24h, cooldown 1h
+
+    @Test func anAlertStartsARunAndASecondWithinTheCooldownIsIgnored() {
+        var policy = TriggerPolicy(Self.triggers, now: 0)
+        #expect(policy.decide(.alert("accuracy"), now: 100).start)
+        #expect(policy.decide(.alert("dataset_drift"), now: 200).reason == "a run is in progress")
+        policy.finished()
+        let held = policy.decide(.alert("dataset_drift"), now: 1900)
+        #expect(!held.start)
+        #expect(held.reason == "within the cooldown: 1800 s left of 3600 s")
+        #expect(policy.decide(.manual, now: 2000).start, "a person is not held by the cooldown")
+        policy.finished()
+        #expect(policy.decide(.alert("accuracy"), now: 2000 + 3600).start)
+    }
+
+    @Test func anAlertThePipelineDoesNotWatchStartsNothing() {
+        var policy = TriggerPolicy(Self.triggers, now: 0)
+        let decision = policy.decide(.alert("mae"), now: 10)
+        #expect(!decision.start)
+        #expect(decision.reason.hasPrefix("the pipeline does not watch mae"))
+        #expect(policy.decide(.alert("accuracy"), now: 11).start, "an ignored alert leaves no cooldown behind")
+    }
+
+    @Test func theScheduleComesDueEveryPeriodAndSkipsWhatItMissed() {
+        var policy = TriggerPolicy(Self.triggers, now: 0)
+        #expect(policy.tick(now: 86_399) == nil)
+        #expect(policy.tick(now: 86_400)?.start == true)
+        policy.finished()
+        #expect(policy.tick(now: 86_401) == nil)
+        // Three days later: one run, not one per missed day.
+        #expect(policy.tick(now: 4 * 86_400 + 5)?.start == true)
+        #expect(policy.tick(now: 4 * 86_400 + 6) == nil)
+    }
+}
