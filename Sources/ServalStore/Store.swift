@@ -133,4 +133,9 @@ public enum StoreClock {
     public static func timestamp(_ date: Date) -> String {
         Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
     }
+
+    /// A stored time read back; nil for text that is not one.
+    public static func date(_ text: String) -> Date? {
+        try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)
+    }
 }

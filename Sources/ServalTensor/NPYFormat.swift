@@ -50,21 +50,24 @@ public enum NPYFormat {
         }
     }
 
-    /// Parses the header at the start of `bytes` (the whole file, or at least its first few hundred bytes).
-    public static func header<Bytes: RandomAccessCollection>(_ bytes: Bytes) throws -> Header where Bytes.Element == UInt8, Bytes.Index == Int {
+    /// The bytes before the data (magic, version, header length, header), from the file's first 12 bytes (10 for
+    /// format version 1).
+    public static func headerSize<Bytes: RandomAccessCollection>(_ bytes: Bytes) throws -> Int where Bytes.Element == UInt8, Bytes.Index == Int {
         let start = bytes.startIndex
         func byte(_ offset: Int) -> Int { Int(bytes[start + offset]) }
         guard bytes.count >= 10, (0..<6).allSatisfy({ UInt8(byte($0)) == magic[$0] }) else { throw FormatError("not a .npy file (bad magic)") }
-        let headerLength: Int, headerStart: Int
-        if byte(6) == 1 {
-            headerLength = byte(8) | byte(9) << 8
-            headerStart = 10
-        } else {
-            guard bytes.count >= 12 else { throw FormatError("truncated .npy header") }
-            headerLength = byte(8) | byte(9) << 8 | byte(10) << 16 | byte(11) << 24
-            headerStart = 12
-        }
-        guard bytes.count >= headerStart + headerLength else { throw FormatError("truncated .npy header") }
+        if byte(6) == 1 { return 10 + (byte(8) | byte(9) << 8) }
+        guard bytes.count >= 12 else { throw FormatError("truncated .npy header") }
+        return 12 + (byte(8) | byte(9) << 8 | byte(10) << 16 | byte(11) << 24)
+    }
+
+    /// Parses the header at the start of `bytes` (the whole file, or at least `headerSize` bytes of it).
+    public static func header<Bytes: RandomAccessCollection>(_ bytes: Bytes) throws -> Header where Bytes.Element == UInt8, Bytes.Index == Int {
+        let start = bytes.startIndex
+        let dataOffset = try headerSize(bytes)
+        let headerStart = bytes[start + 6] == 1 ? 10 : 12
+        guard bytes.count >= dataOffset else { throw FormatError("truncated .npy header") }
+        let headerLength = dataOffset - headerStart
         let text = String(decoding: bytes[(start + headerStart)..<(start + headerStart + headerLength)], as: UTF8.self)
         guard let descr = field("descr", in: text)?.trimmingCharacters(in: CharacterSet(charactersIn: "'\" ")) else {
             throw FormatError("npy header has no descr")
@@ -77,12 +80,12 @@ public enum NPYFormat {
             .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let normalized = descr.replacingOccurrences(of: "=", with: "<")
         if normalized.hasPrefix("<U"), let width = Int(normalized.dropFirst(2)) {
-            return Header(dtype: .string, unicodeWidth: width, shape: shape, dataOffset: headerStart + headerLength)
+            return Header(dtype: .string, unicodeWidth: width, shape: shape, dataOffset: dataOffset)
         }
         guard let dtype = DType.allCases.first(where: { descriptor($0) == normalized || descriptor($0)?.replacingOccurrences(of: "|", with: "<") == normalized }) else {
             throw FormatError("unsupported npy dtype \(descr)")
         }
-        return Header(dtype: dtype, unicodeWidth: 0, shape: shape, dataOffset: headerStart + headerLength)
+        return Header(dtype: dtype, unicodeWidth: 0, shape: shape, dataOffset: dataOffset)
     }
 
     public static func decode(_ data: Data) throws -> Tensor {

@@ -28,6 +28,14 @@ public struct CSVReader {
         chunk = chunkSize
     }
 
+    /// The data records of a file: every record after the header line.
+    public static func dataRecords(_ url: URL) throws -> Int {
+        var reader = try CSVReader(url: url)
+        var count = -1
+        while try reader.next() != nil { count += 1 }
+        return max(0, count)
+    }
+
     /// The next record, or nil at the end of the file.
     public mutating func next() throws -> CSVRecord? {
         while true {

@@ -28,9 +28,17 @@ struct DataCommand: AsyncParsableCommand {
             return DataVersioning(project: try DVCProject.locate(for: path, creatingIn: create ? here : nil, cache: cache.map { URL(fileURLWithPath: $0) }))
         }
 
-        func log() async throws -> (DataVersionLog, any Store) {
+        /// Runs `body` with the version log, closing the store afterwards whether `body` succeeds or throws.
+        func withLog<T>(_ body: (DataVersionLog) async throws -> T) async throws -> T {
             let store = try await StoreFactory.open(databaseURL: databaseURL, dataDirectory: dataDir.map { URL(fileURLWithPath: $0) } ?? ServerOptions.defaultDataDirectory)
-            return (try await DataVersionLog(store: store), store)
+            do {
+                let result = try await body(try await DataVersionLog(store: store))
+                await store.close()
+                return result
+            } catch {
+                await store.close()
+                throw error
+            }
         }
     }
 
@@ -41,17 +49,17 @@ struct DataCommand: AsyncParsableCommand {
         @Option(help: "Who took the snapshot, recorded with it. Default: $USER.") var actor: String?
 
         func run() async throws {
-            let (log, store) = try await location.log()
-            defer { Task { await store.close() } }
-            for path in paths {
-                let url = URL(fileURLWithPath: path)
-                let versioning = try location.project(for: url, create: true)
-                let snapshot = try versioning.add(url, actor: actor ?? ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.userName)
-                let recorded = try await log.record(snapshot)
-                var line = "\(snapshot.md5)  \(snapshot.path)  \(snapshot.size) bytes"
-                if let nfiles = snapshot.nfiles { line += ", \(nfiles) files" }
-                if let rows = snapshot.rows { line += ", \(rows) rows" }
-                print(line + (recorded ? "" : "  (unchanged)"))
+            try await location.withLog { log in
+                for path in paths {
+                    let url = URL(fileURLWithPath: path)
+                    let versioning = try location.project(for: url, create: true)
+                    let snapshot = try versioning.add(url, actor: actor ?? ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.userName)
+                    let recorded = try await log.record(snapshot)
+                    var line = "\(snapshot.md5)  \(snapshot.path)  \(snapshot.size) bytes"
+                    if let nfiles = snapshot.nfiles { line += ", \(nfiles) files" }
+                    if let rows = snapshot.rows { line += ", \(rows) rows" }
+                    print(line + (recorded ? "" : "  (unchanged)"))
+                }
             }
         }
     }
@@ -111,19 +119,16 @@ struct DataCommand: AsyncParsableCommand {
             var url = URL(fileURLWithPath: path)
             if url.pathExtension == "dvc" { url = url.deletingPathExtension() }
             let relative = try location.project(for: url).project.relative(url)
-            let (log, store) = try await location.log()
-            defer { Task { await store.close() } }
-            let versions = try await log.versions(relative)
+            let versions = try await location.withLog { log in try await log.versions(relative) }
             if versions.isEmpty { throw DataVersionError("no versions of \(relative) are recorded in this store; `serval data add \(path)` records one") }
-            let format = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
             for version in versions {
                 if json {
-                    var object: [String: Any] = ["path": version.path, "md5": version.md5, "size": version.size, "time": format.format(version.time), "actor": version.actor]
+                    var object: [String: Any] = ["path": version.path, "md5": version.md5, "size": version.size, "time": StoreClock.timestamp(version.time), "actor": version.actor]
                     if let nfiles = version.nfiles { object["nfiles"] = nfiles }
                     if let rows = version.rows { object["rows"] = rows }
                     print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                 } else {
-                    print("\(format.format(version.time))  \(version.md5)  \(version.size) bytes\(version.rows.map { ", \($0) rows" } ?? "")  \(version.actor)")
+                    print("\(StoreClock.timestamp(version.time))  \(version.md5)  \(version.size) bytes\(version.rows.map { ", \($0) rows" } ?? "")  \(version.actor)")
                 }
             }
         }

@@ -15,7 +15,7 @@ struct PipelineCommand: ParsableCommand {
         func run() throws {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw PipelineError("cannot read \(file)") }
             let pipeline = try PipelineDefinition.parse(text, file: file)
-            print("pipeline \(pipeline.name): model \(pipeline.model), data \(pipeline.dataOrder.joined(separator: ", ")), "
+            print("pipeline \(pipeline.name): model \(pipeline.model), data \(pipeline.data.map(\.name).joined(separator: ", ")), "
                   + "\(pipeline.candidates.count) candidate(s), metrics \(pipeline.evaluate.metrics.map(\.rawValue).joined(separator: ", ")), "
                   + "deploy \(pipeline.deploy.strategy.rawValue)")
         }

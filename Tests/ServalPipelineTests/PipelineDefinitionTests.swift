@@ -48,9 +48,11 @@ struct PipelineDefinitionTests {
         let pipeline = try PipelineDefinition.parse(Self.example, file: "p.yaml")
         #expect(pipeline.name == "iris-retrain")
         #expect(pipeline.model == "iris")
-        #expect(pipeline.dataOrder == ["train", "eval"])
-        #expect(pipeline.data["eval"] == "data/eval.csv")
-        #expect(pipeline.params == ["C": .double(1.0), "max_iter": .int(200)])
+        #expect(pipeline.data.map(\.name) == ["train", "eval"])
+        #expect(pipeline.dataPath("eval") == "data/eval.csv")
+        #expect(pipeline.params.map(\.name) == ["C", "max_iter"])
+        #expect(pipeline.param("C") == .double(1.0))
+        #expect(pipeline.param("max_iter") == .int(200))
         #expect(pipeline.deps == ["train.py"])
         #expect(pipeline.candidates == [["C": .double(0.1)], ["C": .double(1.0)], ["C": .double(10.0)]])
         #expect(pipeline.quantize?.enabled == true)
@@ -105,7 +107,7 @@ struct PipelineDefinitionTests {
         #expect(try Substitution.substitute("a ${x} b ${ y } $${z}", ["x": "1", "y": "2"]) == "a 1 b 2 ${z}")
         #expect(Substitution.references(in: "${a}${b.c} $${d}") == ["a", "b.c"])
         #expect(throws: PipelineError.self) { try Substitution.substitute("${nope}", [:]) }
-        #expect(ParameterValue.mapping(["b", "a"], ["a": .int(1), "b": .string("x")]).json == "{\"b\": \"x\", \"a\": 1}")
+        #expect(ParameterValue.mapping([.init(key: "b", value: .string("x")), .init(key: "a", value: .int(1))]).json == "{\"b\": \"x\", \"a\": 1}")
     }
 }
 

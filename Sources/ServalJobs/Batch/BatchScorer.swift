@@ -95,6 +95,45 @@ struct ParsedChunk: Sendable {
     var rows: Int { recordIndices.count }
 }
 
+/// What one model input takes per row: its element type and, when the model fixes it, the shape of a row.
+struct RowSpec: Sendable {
+    let name: String
+    let dtype: DType
+    /// The dimensions after the first, when all are fixed; nil: taken from the first row read.
+    let rowShape: [Int]?
+
+    static func of(_ session: Session) -> [RowSpec] {
+        session.inputs.map { input in
+            guard case .tensor(let dtype, let shape) = input.type else { return RowSpec(name: input.name, dtype: .float32, rowShape: nil) }
+            let dims = shape.map { Array($0.dropFirst()) }
+            let fixed = dims.flatMap { dims in dims.allSatisfy { $0.value != nil } ? dims.map { $0.value! } : nil }
+            return RowSpec(name: input.name, dtype: dtype ?? .float32, rowShape: fixed)
+        }
+    }
+}
+
+/// Appends each scored chunk as text to one file (CSV and JSON Lines): `format` gets the chunk, the results, and
+/// whether nothing has been written yet (where a CSV header goes).
+final class TextSink: BatchSink {
+    private let handle: FileHandle
+    private let format: (ParsedChunk, [String: Value], Bool) throws -> String
+    private(set) var sizes: [Int]
+
+    init(url: URL, keeping: [Int], format: @escaping (ParsedChunk, [String: Value], Bool) throws -> String) throws {
+        sizes = [keeping.first ?? 0]
+        handle = try BatchScorer.open(url, keeping: sizes[0])
+        self.format = format
+    }
+
+    func write(_ chunk: ParsedChunk, results: [String: Value]) throws {
+        sizes[0] += try BatchScorer.write(handle, try format(chunk, results, sizes[0] == 0))
+    }
+
+    func synchronize() throws { try handle.synchronize() }
+    func finish() throws {}
+    func close() { try? handle.close() }
+}
+
 /// An input of one format: its records (rows), counted, and read chunk by chunk over a range of them.
 protocol BatchSource {
     /// The exact number of records (shard boundaries depend on it).
@@ -103,6 +142,8 @@ protocol BatchSource {
     func estimateRecords() -> Int?
     /// A reader of `records`, in chunks of at most `chunkSize` records.
     func reader(records: Range<Int>, chunkSize: Int) throws -> ChunkReader
+    /// The output of this format, cut back to `keeping` bytes per file (a resumed run).
+    func sink(_ options: BatchOptions, outputs: [String], classLabels: [String]?, keeping: [Int]) throws -> BatchSink
 }
 
 /// Reads the next chunk; used by one task at a time (the run awaits each read before starting the next).
@@ -144,26 +185,22 @@ public final class BatchScorer: Sendable {
             }
             if options.keepColumns { throw BatchError("--keep-columns applies to CSV; \(options.format.rawValue) output keeps input order (jsonl carries each row's index as `row`)") }
         }
+        var state = options.resume ? (Checkpoint.read(options.checkpoint) ?? Checkpoint()) : Checkpoint()
+        let outputs = session.outputTypes.map(\.name)
         let source: BatchSource = switch options.format {
         case .csv: try CSVSource(url: options.input, session: session, options: options)
         case .jsonl: try JSONLSource(url: options.input, session: session)
         case .npy: try NPYSource(folder: options.input, session: session)
         }
+        // The output is touched only once the input has been found good.
+        let sink = try source.sink(options, outputs: outputs, classLabels: classLabels, keeping: state.outputs)
+        defer { sink.close() }
         // The shard's records: a contiguous, deterministic part of the input.
         let sharded = options.shard.count > 1
         let total = sharded ? try source.countRecords() : (options.progress == nil ? nil : source.estimateRecords())
         let range: Range<Int> = sharded
             ? (total! * (options.shard.index - 1) / options.shard.count)..<(total! * options.shard.index / options.shard.count)
             : 0..<Int.max
-        var state = options.resume ? (Checkpoint.read(options.checkpoint) ?? Checkpoint()) : Checkpoint()
-        let outputs = session.outputTypes.map(\.name)
-        let sink: BatchSink = switch options.format {
-        case .csv: try CSVSink(url: options.output, plan: (source as! CSVSource).plan, outputs: outputs, classLabels: classLabels,
-                               header: options.shard.index == 1, keeping: state.outputs)
-        case .jsonl: try JSONLSink(url: options.output, outputs: outputs, keeping: state.outputs)
-        case .npy: try NPYSink(folder: options.output, outputs: outputs, classLabels: classLabels, keeping: state.outputs)
-        }
-        defer { sink.close() }
         let errors = try options.errors.map { try Self.open($0, keeping: state.errorBytes) }
         defer { try? errors?.close() }
         // Skip the records a resumed run already wrote.

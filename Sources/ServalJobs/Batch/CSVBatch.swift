@@ -184,11 +184,14 @@ struct CSVSource: BatchSource {
         plan = try CSVPlan(header: names.fields, firstRow: try reader.next()?.fields, session: session, options: options)
     }
 
-    func countRecords() throws -> Int {
-        var reader = try CSVReader(url: url)
-        var count = -1
-        while try reader.next() != nil { count += 1 }
-        return max(0, count)
+    func countRecords() throws -> Int { try CSVReader.dataRecords(url) }
+
+    /// Only the first shard writes the header line.
+    func sink(_ options: BatchOptions, outputs: [String], classLabels: [String]?, keeping: [Int]) throws -> BatchSink {
+        let plan = self.plan, header = options.shard.index == 1
+        return try TextSink(url: options.output, keeping: keeping) { chunk, results, atStart in
+            try plan.format(chunk, results: results, outputs: outputs, classLabels: classLabels, withHeader: header && atStart)
+        }
     }
 
     func estimateRecords() -> Int? { (try? LineCount.lines(url)).map { max(0, $0 - 1) } }
@@ -236,35 +239,6 @@ final class CSVChunkReader: ChunkReader, @unchecked Sendable {
         }
         return chunk
     }
-}
-
-/// Writes scored chunks as CSV: a header line first (when this is the first part of the output), then one line
-/// per row.
-final class CSVSink: BatchSink {
-    private let handle: FileHandle
-    private let plan: CSVPlan
-    private let outputs: [String]
-    private let classLabels: [String]?
-    private let header: Bool
-    private(set) var sizes: [Int]
-
-    init(url: URL, plan: CSVPlan, outputs: [String], classLabels: [String]?, header: Bool, keeping: [Int]) throws {
-        sizes = [keeping.first ?? 0]
-        handle = try BatchScorer.open(url, keeping: sizes[0])
-        self.plan = plan
-        self.outputs = outputs
-        self.classLabels = classLabels
-        self.header = header
-    }
-
-    func write(_ chunk: ParsedChunk, results: [String: Value]) throws {
-        let text = try plan.format(chunk, results: results, outputs: outputs, classLabels: classLabels, withHeader: header && sizes[0] == 0)
-        sizes[0] += try BatchScorer.write(handle, text)
-    }
-
-    func synchronize() throws { try handle.synchronize() }
-    func finish() throws {}
-    func close() { try? handle.close() }
 }
 
 /// Counts a file's lines cheaply (line ends, plus a last line without one), for progress totals.

@@ -3,23 +3,6 @@ import ServalEngine
 import ServalTensor
 import ServalWire
 
-/// What one model input takes per row: its element type and, when the model fixes it, the shape of a row.
-struct RowSpec: Sendable {
-    let name: String
-    let dtype: DType
-    /// The dimensions after the first, when all are fixed; nil: taken from the first row read.
-    let rowShape: [Int]?
-
-    static func of(_ session: Session) -> [RowSpec] {
-        session.inputs.map { input in
-            guard case .tensor(let dtype, let shape) = input.type else { return RowSpec(name: input.name, dtype: .float32, rowShape: nil) }
-            let dims = shape.map { Array($0.dropFirst()) }
-            let fixed = dims.flatMap { dims in dims.allSatisfy { $0.value != nil } ? dims.map { $0.value! } : nil }
-            return RowSpec(name: input.name, dtype: dtype ?? .float32, rowShape: fixed)
-        }
-    }
-}
-
 /// A JSON Lines file: each line an object mapping the model's input names to one row (a number, or nested arrays
 /// of the row's shape; strings for string inputs). Keys that are not inputs are ignored, so a line may carry an id.
 struct JSONLSource: BatchSource {
@@ -40,6 +23,10 @@ struct JSONLSource: BatchSource {
     }
 
     func estimateRecords() -> Int? { try? LineCount.lines(url) }
+
+    func sink(_ options: BatchOptions, outputs: [String], classLabels: [String]?, keeping: [Int]) throws -> BatchSink {
+        try TextSink(url: options.output, keeping: keeping) { chunk, results, _ in try Self.format(chunk, results: results, outputs: outputs) }
+    }
 
     func reader(records: Range<Int>, chunkSize: Int) throws -> ChunkReader {
         var reader = try LineReader(url: url)
@@ -160,20 +147,10 @@ final class JSONLChunkReader: ChunkReader, @unchecked Sendable {
     }
 }
 
-/// Writes one JSON object per scored row: `row` (its 0-based index among the input's non-blank lines), then each
-/// output: a scalar, the row's nested arrays, or a ZipMap's `{label: probability}`.
-final class JSONLSink: BatchSink {
-    private let handle: FileHandle
-    private let outputs: [String]
-    private(set) var sizes: [Int]
-
-    init(url: URL, outputs: [String], keeping: [Int]) throws {
-        sizes = [keeping.first ?? 0]
-        handle = try BatchScorer.open(url, keeping: sizes[0])
-        self.outputs = outputs
-    }
-
-    func write(_ chunk: ParsedChunk, results: [String: Value]) throws {
+extension JSONLSource {
+    /// One JSON object per scored row: `row` (its 0-based index among the input's non-blank lines), then each
+    /// output: a scalar, the row's nested arrays, or a ZipMap's `{label: probability}`.
+    static func format(_ chunk: ParsedChunk, results: [String: Value], outputs: [String]) throws -> String {
         let values = try outputs.compactMap { name -> (key: String, value: Value)? in
             guard let value = results[name] else { return nil }
             let rows: Int = switch value {
@@ -204,10 +181,6 @@ final class JSONLSink: BatchSink {
             }
             text.raw("}\n")
         }
-        sizes[0] += try BatchScorer.write(handle, text.text)
+        return text.text
     }
-
-    func synchronize() throws { try handle.synchronize() }
-    func finish() throws {}
-    func close() { try? handle.close() }
 }

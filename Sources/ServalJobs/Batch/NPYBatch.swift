@@ -11,14 +11,14 @@ func npyFileName(_ name: String) -> String {
 
 /// Reads the header of an `.npy` file.
 func readNPYHeader(_ handle: FileHandle, _ url: URL) throws -> NPYFormat.Header {
-    try handle.seek(toOffset: 0)
-    let start = [UInt8](try handle.read(upToCount: 12) ?? Data())
-    guard start.count >= 10 else { throw BatchError("\(url.lastPathComponent): not a .npy file (too short)") }
-    let length = start[6] == 1 ? 10 + (Int(start[8]) | Int(start[9]) << 8)
-        : 12 + (Int(start[8]) | Int(start[9]) << 8 | Int(start[10]) << 16 | Int(start[11]) << 24)
-    try handle.seek(toOffset: 0)
-    let bytes = [UInt8](try handle.read(upToCount: min(length, 1 << 24)) ?? Data())
-    do { return try NPYFormat.header(bytes) } catch { throw BatchError("\(url.lastPathComponent): \(error)") }
+    do {
+        try handle.seek(toOffset: 0)
+        let start = [UInt8](try handle.read(upToCount: 12) ?? Data())
+        try handle.seek(toOffset: 0)
+        return try NPYFormat.header([UInt8](try handle.read(upToCount: try NPYFormat.headerSize(start)) ?? Data()))
+    } catch let error as NPYFormat.FormatError {
+        throw BatchError("\(url.lastPathComponent): \(error)")
+    }
 }
 
 /// A folder with one `.npy` per model input (`X.npy` for input `X`), all with the same number of rows.
@@ -65,6 +65,10 @@ struct NPYSource: BatchSource {
     func countRecords() throws -> Int { rows }
     func estimateRecords() -> Int? { rows }
 
+    func sink(_ options: BatchOptions, outputs: [String], classLabels: [String]?, keeping: [Int]) throws -> BatchSink {
+        try NPYSink(folder: options.output, outputs: outputs, classLabels: classLabels, keeping: keeping)
+    }
+
     func reader(records: Range<Int>, chunkSize: Int) throws -> ChunkReader {
         try NPYChunkReader(inputs: inputs, records: records.clamped(to: 0..<rows), size: chunkSize)
     }
@@ -106,8 +110,11 @@ final class NPYChunkReader: ChunkReader, @unchecked Sendable {
             let tensor = raw.dtype == input.spec.dtype ? raw : try raw.converted(to: input.spec.dtype)
             if tensor.dtype.isFloatingPoint {
                 let perRow = max(1, tensor.shape.dropFirst().reduce(1, *))
-                let values = try tensor.doubles()
-                for (index, value) in values.enumerated() where !value.isFinite && bad[index / perRow] == nil { bad[index / perRow] = input.spec.name }
+                func scan<T: BinaryFloatingPoint>(_ values: some Sequence<T>) {
+                    for (index, value) in values.enumerated() where !value.isFinite && bad[index / perRow] == nil { bad[index / perRow] = input.spec.name }
+                }
+                // float32, the usual input, is scanned where it lies; other widths through one copy.
+                if tensor.dtype == .float32 { tensor.withUnsafeBufferPointer(as: Float.self) { scan($0) } } else { scan(try tensor.doubles()) }
             }
             tensors.append(tensor)
         }

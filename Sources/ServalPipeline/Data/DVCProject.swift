@@ -11,7 +11,7 @@ public struct DVCProject: Sendable {
     /// marked `no_scm` outside a git work tree, as `dvc init` would. `cache` overrides the project's cache folder.
     public static func locate(for path: URL, creatingIn fallback: URL? = nil, cache: URL? = nil) throws -> DVCProject {
         let path = path.standardizedFileURL
-        var folder = isDirectory(path) && !FileManager.default.fileExists(atPath: path.path + ".dvc") ? path : path.deletingLastPathComponent()
+        var folder = isDirectory(path) ? path : path.deletingLastPathComponent()
         while true {
             if isDirectory(folder.appendingPathComponent(".dvc")) { return DVCProject(root: folder, cache: cache ?? configuredCache(folder)) }
             let parent = folder.deletingLastPathComponent()

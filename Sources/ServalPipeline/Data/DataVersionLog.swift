@@ -40,7 +40,7 @@ public struct DataVersionLog: Sendable {
         try await store.query("SELECT path, md5, size, nfiles, row_count, recorded_at, actor FROM data_versions WHERE path = ? ORDER BY seq DESC", [.text(path)])
             .map { row in
                 DataSnapshot(path: row["path"].string ?? path, md5: row["md5"].string ?? "", size: row["size"].int ?? 0, nfiles: row["nfiles"].int,
-                             rows: row["row_count"].int, time: (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(row["recorded_at"].string ?? "")) ?? .distantPast,
+                             rows: row["row_count"].int, time: StoreClock.date(row["recorded_at"].string ?? "") ?? .distantPast,
                              actor: row["actor"].string ?? "")
             }
     }

@@ -70,7 +70,7 @@ public struct DataVersioning: Sendable {
         }
         try Self.writeRecord(path: path, md5: md5, size: size, nfiles: nfiles)
         try ignoreInGit(path)
-        let rows = path.pathExtension.lowercased() == "csv" ? try Self.csvRows(path) : nil
+        let rows = path.pathExtension.lowercased() == "csv" ? try CSVReader.dataRecords(path) : nil
         return DataSnapshot(path: project.relative(path), md5: md5, size: size, nfiles: nfiles, rows: rows, time: now, actor: actor)
     }
 
@@ -91,14 +91,6 @@ public struct DataVersioning: Sendable {
         let existing = (try? String(contentsOf: ignore, encoding: .utf8)) ?? ""
         guard !existing.split(whereSeparator: \.isNewline).contains(where: { $0 == line }) else { return }
         try Data((existing + (existing.isEmpty || existing.hasSuffix("\n") ? "" : "\n") + line + "\n").utf8).write(to: ignore, options: .atomic)
-    }
-
-    /// Data records in a CSV file (the header not counted).
-    static func csvRows(_ url: URL) throws -> Int {
-        var reader = try CSVReader(url: url)
-        var count = -1
-        while try reader.next() != nil { count += 1 }
-        return max(0, count)
     }
 
     // MARK: - What is tracked

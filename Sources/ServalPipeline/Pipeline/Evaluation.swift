@@ -43,10 +43,9 @@ public enum Evaluation {
             let outputs = try session.run(feeds)
             let read = PredictionReader.read(session.outputTypes.compactMap { info in outputs[info.name].map { (info.name, $0) } }, rows: rows,
                                              classLabels: onnx.graph.classifierLabels)
+            // What `metrics` reads: labels, values, and the class probabilities with their classes.
             merged.labels = read.labels.map { (merged.labels ?? []) + $0 }
             merged.values = read.values.map { (merged.values ?? []) + $0 }
-            merged.confidences = read.confidences.map { (merged.confidences ?? []) + $0 }
-            merged.positiveScores = read.positiveScores.map { (merged.positiveScores ?? []) + $0 }
             merged.probabilities = read.probabilities.map { (merged.probabilities ?? []) + $0 }
             merged.classes = read.classes ?? merged.classes
             chunk.removeAll(keepingCapacity: true)
@@ -128,4 +127,13 @@ public enum Evaluation {
         }
         return result
     }
+}
+
+/// The metrics `evaluate` computes, as scikit-learn names them (the macro averages as `*_macro`).
+public enum EvaluationMetric: String, Sendable, CaseIterable, Hashable {
+    case accuracy, f1Macro = "f1_macro", precisionMacro = "precision_macro", recallMacro = "recall_macro", rocAUC = "roc_auc", logLoss = "log_loss"
+    case mae, rmse, r2
+
+    /// Larger is better, except for the error metrics.
+    public var higherIsBetter: Bool { ![.logLoss, .mae, .rmse].contains(self) }
 }

@@ -4,16 +4,12 @@ import Yams
 /// A retraining pipeline as its YAML file describes it: the data it versions, the train command (optionally a
 /// matrix of candidates), optional quantization, the evaluation gates against the champion, how a candidate is
 /// deployed, and what triggers a run. Parsing checks every field and names the file, line and field of a mistake.
-public struct PipelineDefinition: Sendable, Equatable {
-    public struct Train: Sendable, Equatable {
+public struct PipelineDefinition: Sendable {
+    public struct Train: Sendable {
         /// The command, with `${…}` references.
         public var run: String
         /// Parameters with several values: one candidate per combination, in file order.
         public var matrix: [(name: String, values: [ParameterValue])]
-
-        public static func == (a: Train, b: Train) -> Bool {
-            a.run == b.run && a.matrix.map(\.name) == b.matrix.map(\.name) && a.matrix.map(\.values) == b.matrix.map(\.values)
-        }
     }
 
     public struct Quantize: Sendable, Equatable {
@@ -63,10 +59,9 @@ public struct PipelineDefinition: Sendable, Equatable {
     public var name: String
     public var model: String
     /// Named data paths (relative to the pipeline file's folder), in file order.
-    public var data: [String: String]
-    public var dataOrder: [String]
-    public var params: [String: ParameterValue]
-    public var paramsOrder: [String]
+    public var data: [(name: String, path: String)]
+    /// Parameters, in file order.
+    public var params: [(name: String, value: ParameterValue)]
     public var deps: [String]
     public var train: Train
     public var quantize: Quantize?
@@ -96,16 +91,8 @@ public struct PipelineDefinition: Sendable, Equatable {
         }
         let model = try top.required("model").string()
 
-        var data: [String: String] = [:], dataOrder: [String] = []
-        for (key, value) in try top.required("data").entries() {
-            data[key] = try value.string()
-            dataOrder.append(key)
-        }
-        var params: [String: ParameterValue] = [:], paramsOrder: [String] = []
-        for (key, value) in try top["params"]?.entries() ?? [] {
-            params[key] = try ParameterValue(value)
-            paramsOrder.append(key)
-        }
+        let data = try top.required("data").entries().map { (name: $0.key, path: try $0.value.string()) }
+        let params = try (top["params"]?.entries() ?? []).map { (name: $0.key, value: try ParameterValue($0.value)) }
         let deps = try top["deps"]?.strings() ?? []
 
         let trainField = try top.required("train")
@@ -186,7 +173,7 @@ public struct PipelineDefinition: Sendable, Equatable {
             triggers.cooldownSeconds = try field["cooldown"]?.seconds() ?? 3600
         }
 
-        let definition = PipelineDefinition(name: name, model: model, data: data, dataOrder: dataOrder, params: params, paramsOrder: paramsOrder, deps: deps,
+        let definition = PipelineDefinition(name: name, model: model, data: data, params: params, deps: deps,
                                             train: train, quantize: quantize, evaluate: evaluate, deploy: deploy, triggers: triggers)
         // Every `${…}` must name something a run defines; checked now so nothing runs with a typo in it.
         try definition.checkReferences(trainField.required("run"), text: train.run)
@@ -199,13 +186,17 @@ public struct PipelineDefinition: Sendable, Equatable {
 
     func checkReferences(_ field: YAMLField, text: String) throws {
         for reference in Substitution.references(in: text) {
-            if Self.runVariables.contains(reference) { continue }
-            if reference.hasPrefix("data."), data[String(reference.dropFirst(5))] != nil { continue }
-            if reference.hasPrefix("params."), params[String(reference.dropFirst(7))] != nil || train.matrix.contains(where: { "params." + $0.name == reference }) { continue }
-            let known = Self.runVariables + dataOrder.map { "data.\($0)" } + (paramsOrder + train.matrix.map(\.name)).map { "params.\($0)" }
+            let known = Self.runVariables + data.map { "data.\($0.name)" } + (params.map(\.name) + train.matrix.map(\.name)).map { "params.\($0)" }
+            if known.contains(reference) { continue }
             throw field.error("unknown variable ${\(reference)}; known: \(known.map { "${\($0)}" }.joined(separator: ", "))")
         }
     }
+
+    /// The path of the data named `name`.
+    public func dataPath(_ name: String) -> String? { data.first { $0.name == name }?.path }
+
+    /// The value of the parameter `name` (a matrix candidate's values come on top).
+    public func param(_ name: String) -> ParameterValue? { params.first { $0.name == name }?.value }
 
     /// Every combination of the matrix (one empty combination without a matrix), in file order, the last
     /// parameter varying fastest.
@@ -225,7 +216,7 @@ public indirect enum ParameterValue: Sendable, Equatable {
     case string(String)
     case bool(Bool)
     case list([ParameterValue])
-    case mapping([String], [String: ParameterValue])
+    case mapping([ParameterEntry])
 
     init(_ field: YAMLField) throws {
         switch field.node {
@@ -239,8 +230,7 @@ public indirect enum ParameterValue: Sendable, Equatable {
         case .sequence:
             self = .list(try field.list().map(ParameterValue.init))
         case .mapping:
-            let entries = try field.entries()
-            self = .mapping(entries.map(\.key), Dictionary(uniqueKeysWithValues: try entries.map { ($0.key, try ParameterValue($0.value)) }))
+            self = .mapping(try field.entries().map { ParameterEntry(key: $0.key, value: try ParameterValue($0.value)) })
         case .alias:
             throw field.error("YAML aliases are not supported here")
         }
@@ -254,7 +244,7 @@ public indirect enum ParameterValue: Sendable, Equatable {
         case .bool(let value): return value ? "true" : "false"
         case .string(let value): return DVCHash.pythonJSON(value)
         case .list(let values): return "[" + values.map(\.json).joined(separator: ", ") + "]"
-        case .mapping(let order, let values): return "{" + order.map { DVCHash.pythonJSON($0) + ": " + values[$0]!.json }.joined(separator: ", ") + "}"
+        case .mapping(let entries): return "{" + entries.map { DVCHash.pythonJSON($0.key) + ": " + $0.value.json }.joined(separator: ", ") + "}"
         }
     }
 
@@ -267,5 +257,16 @@ public indirect enum ParameterValue: Sendable, Equatable {
         case .string(let value): return value
         case .list, .mapping: return json
         }
+    }
+}
+
+/// One key of a mapping parameter, in file order.
+public struct ParameterEntry: Sendable, Equatable {
+    public let key: String
+    public let value: ParameterValue
+
+    public init(key: String, value: ParameterValue) {
+        self.key = key
+        self.value = value
     }
 }

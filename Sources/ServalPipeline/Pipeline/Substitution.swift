@@ -40,12 +40,3 @@ public enum Substitution {
         return result
     }
 }
-
-/// The metrics `evaluate` computes, as scikit-learn names them (the macro averages as `*_macro`).
-public enum EvaluationMetric: String, Sendable, CaseIterable, Hashable {
-    case accuracy, f1Macro = "f1_macro", precisionMacro = "precision_macro", recallMacro = "recall_macro", rocAUC = "roc_auc", logLoss = "log_loss"
-    case mae, rmse, r2
-
-    /// Larger is better, except for the error metrics.
-    public var higherIsBetter: Bool { ![.logLoss, .mae, .rmse].contains(self) }
-}
