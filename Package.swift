@@ -60,7 +60,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        .target(name: "ServalRegistry", dependencies: ["ServalStore"]),
+        .target(name: "ServalRegistry", dependencies: ["ServalStore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "ServalWire", dependencies: ["ServalTensor"]),
         .target(
             name: "ServalServing",
@@ -94,15 +94,15 @@ let package = Package(
         .target(
             name: "ServalPipeline",
             dependencies: [
-                "ServalStore", "ServalWire", "ServalEngine", "ServalONNX", "ServalTensor", "ServalMonitor",
+                "ServalStore", "ServalWire", "ServalEngine", "ServalONNX", "ServalTensor", "ServalMonitor", "ServalRegistry",
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Yams", package: "Yams"),
+                .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "ServalHTTP",
             dependencies: [
-                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs", "ServalMonitor",
+                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs", "ServalMonitor", "ServalPipeline",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -131,7 +131,7 @@ let package = Package(
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor",
+                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor", "ServalPipeline",
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -162,7 +162,7 @@ let package = Package(
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry", "ServalTestSupport"]),
         .testTarget(name: "ServalMonitorTests", dependencies: ["ServalMonitor", "ServalServing", "ServalStore", "ServalWire", "ServalTensor", "ServalTestSupport"]),
         .testTarget(name: "ServalJobsTests", dependencies: ["ServalJobs", "ServalWire", "ServalStore", "ServalRegistry", "ServalTestSupport", "ServalEngine", "ServalONNX", "ServalTensor"]),
-        .testTarget(name: "ServalPipelineTests", dependencies: ["ServalPipeline", "ServalStore", "ServalTestSupport"]),
+        .testTarget(name: "ServalPipelineTests", dependencies: ["ServalPipeline", "ServalStore", "ServalRegistry", "ServalMonitor", "ServalTestSupport"]),
         .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalWire", "ServalRegistry", "ServalEngine", "ServalTensor"]),
         .testTarget(
             name: "ServalHTTPTests",

@@ -70,4 +70,8 @@ printf 'name: p\nmodle: iris\n' >"$work/pipeline.yaml"
 expect_error "pipeline file with an unknown field" "pipeline.yaml:2: modle: unknown field" "$serval" pipeline check "$work/pipeline.yaml"
 expect_error "evaluate without the label column" "label_column 'kind' is not a column" \
   "$serval" pipeline evaluate examples/models/iris/1/model.onnx --data examples/models/iris/reference.csv --label-column kind
+printf 'name: p\nmodel: iris\ndata: {train: t.csv, eval: e.csv}\ntrain:\n  run: python train.py --out ${outputs.modle}\nevaluate: {label_column: y, metrics: [accuracy]}\ndeploy: {strategy: direct}\n' >"$work/typo.yaml"
+expect_error "pipeline run with an unknown variable" 'typo.yaml:5: train.run: unknown variable ${outputs.modle}' "$serval" pipeline run "$work/typo.yaml"
+sed 's/outputs.modle/outputs.model/' "$work/typo.yaml" >"$work/ok.yaml" && touch "$work/t.csv" "$work/e.csv"
+expect_error "pipeline run without a server" "cannot reach http://127.0.0.1:9" "$serval" pipeline run "$work/ok.yaml" --url http://127.0.0.1:9
 [ "$failures" -eq 0 ] || { echo "$failures CLI check(s) failed"; exit 1; }

@@ -98,5 +98,8 @@ echo "== serval batch end to end against onnxruntime (bounded here; the script's
 echo "== Data versions: serval data against the real dvc (each reads what the other writes)"
 .venv/bin/python scripts/e2e/dvc.py "$serval" .venv/bin/dvc
 
+echo "== Retraining pipeline end to end: manual run, alert-triggered retrain, champion comparison, canary promoted, cooldown, gate"
+.venv/bin/python scripts/e2e/pipeline.py "$serval"
+
 echo "== swift test (store, registry and job-queue suites on SQLite and PostgreSQL)"
 SERVAL_TEST_DATABASE_URL="$pg_url" swift test --skip-build

@@ -7,6 +7,7 @@ import NIOCore
 import Prometheus
 import ServalJobs
 import ServalMonitor
+import ServalPipeline
 import ServalServing
 import ServiceLifecycle
 import ServalWire
@@ -34,7 +35,7 @@ public struct HTTPConfiguration: Sendable {
 public enum HTTPServer {
     public static func makeApplication(
         lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState = ServerState(), jobs: JobService? = nil,
-        monitor: Monitor? = nil, services: [any Service] = [], metrics: PrometheusCollectorRegistry? = nil, logger: Logger,
+        monitor: Monitor? = nil, pipelines: PipelineService? = nil, services: [any Service] = [], metrics: PrometheusCollectorRegistry? = nil, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = HTTPRouter(context: ServalRequestContext.self)
@@ -60,6 +61,7 @@ public enum HTTPServer {
         WebhookRoutes(shared).register(&builder)
         if let jobs { JobRoutes(shared: shared, jobs: jobs).register(&builder) }
         if let monitor { MonitoringRoutes(shared: shared, monitor: monitor).register(&builder) }
+        if let pipelines { PipelineRoutes(shared: shared, pipelines: pipelines).register(&builder) }
         return Application(
             router: router,
             server: .http1(configuration: .init(additionalChannelHandlers: [ClientDisconnectHandler()])),

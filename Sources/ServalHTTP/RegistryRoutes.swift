@@ -40,6 +40,15 @@ struct RegistryRoutes {
             }
             return try ControlPlane.response(ControlPlane.VersionsResponse(name: model, versions: versions))
         }
+        // The version's ONNX file as registered (a pipeline run downloads the champion to evaluate it).
+        routes.get("/v2/models/:model/versions/:version/model") { _, context in
+            let model = try context.parameters.require("model"), text = try context.parameters.require("version")
+            guard let version = Int(text), version > 0 else { throw ServingError.invalidArgument("version must be a positive integer, got '\(text)'") }
+            guard await shared.manager.knows(model) else { throw ServingError.notFound("unknown model '\(model)'") }
+            let file = await shared.manager.repository.root.appendingPathComponent(model).appendingPathComponent(String(version)).appendingPathComponent("model.onnx")
+            guard let bytes = FileManager.default.contents(atPath: file.path) else { throw ServingError.notFound("model '\(model)' has no version \(version) file") }
+            return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
         routes.get("/v2/models/:model/labels") { _, context in
             let model = try context.parameters.require("model")
             let labels = try await lifecycle.labels(model: model).mapValues(String.init)

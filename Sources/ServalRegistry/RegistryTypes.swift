@@ -100,6 +100,10 @@ public enum HistoryAction: String, Sendable, Codable, CaseIterable {
     case promote, load, unload
     /// A model's monitoring settings changed (`PUT /v2/models/{m}/monitoring`).
     case monitoring
+    /// A retraining pipeline was asked to run (by an alert, its schedule, a person): started or refused, and why.
+    case pipelineTrigger = "pipeline_trigger"
+    /// A pipeline run ended: its status, and the version it registered.
+    case pipelineRun = "pipeline_run"
 }
 
 /// Internal actors, for changes no person made.
@@ -108,6 +112,7 @@ public enum Actor {
     public static let repository = "repository"
     public static let guardian = "guard"
     public static let anonymous = "anonymous"
+    public static let pipeline = "pipeline"
 }
 
 /// Errors of the registry, by kind; frontends map them to status codes.

@@ -37,6 +37,12 @@ public struct TrafficPolicy: Codable, Sendable, Equatable {
         /// Share of unversioned requests copied, 0-100.
         public var percent: Double
 
+        public init(label: String? = nil, version: String? = nil, percent: Double) {
+            self.label = label
+            self.version = version
+            self.percent = percent
+        }
+
         public var target: Target { Target(label: label, version: version) }
     }
 

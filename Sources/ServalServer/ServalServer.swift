@@ -6,6 +6,7 @@ import ServalGRPC
 import ServalHTTP
 import ServalJobs
 import ServalMonitor
+import ServalPipeline
 import ServalRegistry
 import ServalServing
 import ServalStore
@@ -49,6 +50,12 @@ public struct ServerOptions: Sendable {
     public var otlpEndpoint: String?
     /// Seconds between the points of each monitored version's history (`--monitoring-resolution-secs`).
     public var monitoringResolution: Double = 60
+    /// `--pipelines DIR`: retraining pipeline files the server triggers; nil: none (runs started elsewhere still report here).
+    public var pipelinesDirectory: URL?
+    /// The `serval` executable a triggered run starts (default: this process's own executable).
+    public var pipelineExecutable: URL?
+    /// How often pipeline schedules (`triggers.every`) are checked; nil: never (tests call `pipelines.tick()`).
+    public var pipelineScheduleInterval: Duration? = .seconds(1)
     /// Tests wrap each version's executor to hold batches in flight.
     public var executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
 
@@ -79,6 +86,8 @@ public final class ServalServer: Sendable {
     public let jobs: JobService
     /// Drift and performance monitoring of the models that ask for it.
     public let monitor: Monitor
+    /// Retraining pipelines: their triggers and run records.
+    public let pipelines: PipelineService
     private let services: [any Service]
     private let exitTimeout: Duration
     private let logger: Logger
@@ -120,6 +129,13 @@ public final class ServalServer: Sendable {
         try await monitor.reconfigure()
         let state = ServerState()
         self.state = state
+        let pipelines = try await PipelineService(
+            pipelines: try options.pipelinesDirectory.map { try PipelineService.load(directory: $0) } ?? [], store: store, registry: registry,
+            launcher: .init(executable: options.pipelineExecutable ?? Self.ownExecutable), serverURL: Self.localURL(options.http.host, options.http.port),
+            logger: logger)
+        self.pipelines = pipelines
+        try await pipelines.closeInterrupted()
+        await monitor.onAlert { event in await pipelines.alert(event) }
         let queue = try await JobQueue(store: store, callbackSecret: options.webhookSecret ?? "", retryBase: options.jobRetryBase)
         jobs = JobService(queue: queue, runner: JobRunner(router: lifecycle.router), defaultMaxAttempts: options.jobMaxAttempts)
         var workerSettings = options.jobWorkers
@@ -133,6 +149,9 @@ public final class ServalServer: Sendable {
         if let interval = options.trafficGuardInterval {
             background.append(PeriodicService.trafficGuard(lifecycle, interval: interval, logger: logger))
         }
+        if let interval = options.pipelineScheduleInterval, !pipelines.pipelines.isEmpty {
+            background.append(PeriodicService(name: "pipeline schedules", interval: interval, logger: logger) { try await pipelines.tick() })
+        }
         if options.controlMode == .poll {
             background.append(PeriodicService.repositoryPoller(lifecycle, interval: options.repositoryPollInterval, logger: logger))
         }
@@ -141,8 +160,12 @@ public final class ServalServer: Sendable {
         var services: [any Service] = tracing.map { [$0.service] } ?? []
         if options.frontends {
             services.append(HTTPServer.makeApplication(
-                lifecycle: lifecycle, configuration: options.http, state: state, jobs: jobs, monitor: monitor, services: background, metrics: metrics, logger: logger,
-                onServerRunning: onHTTPListening))
+                lifecycle: lifecycle, configuration: options.http, state: state, jobs: jobs, monitor: monitor, pipelines: pipelines, services: background, metrics: metrics,
+                logger: logger,
+                onServerRunning: { port in
+                    await pipelines.setServerURL(Self.localURL(options.http.host, port))
+                    await onHTTPListening(port)
+                }))
         } else {
             services += background
         }
@@ -161,6 +184,18 @@ public final class ServalServer: Sendable {
     /// A tracer exporting over OTLP/gRPC to `endpoint`, and the service that batches and sends its spans. Only traces:
     /// metrics stay on `/metrics` and logs on stderr. The OTEL_* environment variables still apply (e.g.
     /// OTEL_BSP_SCHEDULE_DELAY for the export interval).
+    /// This process's executable (`/proc/self/exe`), which triggered pipeline runs start as `serval pipeline run`.
+    static var ownExecutable: URL {
+        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return URL(fileURLWithPath: path) }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+    }
+
+    /// The address a run started on this machine reaches the server at (a wildcard listener through loopback).
+    static func localURL(_ host: String, _ port: Int) -> String {
+        let reachable = host == "0.0.0.0" || host == "::" || host.isEmpty ? "127.0.0.1" : host
+        return "http://\(reachable.contains(":") ? "[\(reachable)]" : reachable):\(port)"
+    }
+
     static func tracing(endpoint: String) throws -> (tracer: any Tracer, service: any Service) {
         guard let url = URL(string: endpoint), url.scheme == "http" || url.scheme == "https", url.host != nil else {
             throw ServingError.invalidArgument("--otlp-endpoint must be an http(s) URL such as http://127.0.0.1:4317, got '\(endpoint)'")

@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import ServalPipeline
 
-/// `serval pipeline ...`: the retraining loop. So far: check a pipeline file, and the evaluate step on its own.
-struct PipelineCommand: ParsableCommand {
+/// `serval pipeline ...`: the retraining loop: run a pipeline against a server, read its runs, check a file,
+/// and the evaluate step on its own.
+struct PipelineCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pipeline", abstract: "Retraining pipelines: check a pipeline file, evaluate a model as a pipeline's evaluate step does.",
-        subcommands: [Check.self, Evaluate.self])
+        commandName: "pipeline", abstract: "Retraining pipelines: run one, read its runs, check a pipeline file, evaluate a model as the evaluate step does.",
+        subcommands: [Run.self, History.self, Show.self, Check.self, Evaluate.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Parse and validate a pipeline file; errors name the line and field.")

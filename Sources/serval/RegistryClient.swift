@@ -11,6 +11,8 @@ struct RegistryClient {
 
     struct Failure: Error, CustomStringConvertible {
         let description: String
+        /// The HTTP status of a refused request (0 when the server was not reached).
+        var status = 0
     }
 
     init(url: String, actor: String?) throws {
@@ -23,6 +25,12 @@ struct RegistryClient {
 
     /// Sends a request and returns the JSON body of a 2xx answer.
     func send(_ method: String, _ path: String, json: Any? = nil, body: Data? = nil, contentType: String? = nil) async throws -> Any {
+        let data = try await sendRaw(method, path, json: json.map { try JSONSerialization.data(withJSONObject: $0) }, body: body, contentType: contentType)
+        return (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) ?? [:]
+    }
+
+    /// Sends a request and returns the bytes of a 2xx answer; `json` is a body already encoded as JSON.
+    func sendRaw(_ method: String, _ path: String, json: Data? = nil, body: Data? = nil, contentType: String? = nil) async throws -> Data {
         let (route, query) = path.firstIndex(of: "?").map { (String(path[..<$0]), String(path[path.index(after: $0)...])) } ?? (path, nil)
         var components = URLComponents(url: base.appendingPathComponent(route), resolvingAgainstBaseURL: false)
         components?.percentEncodedQuery = query
@@ -31,7 +39,7 @@ struct RegistryClient {
         request.httpMethod = method
         request.timeoutInterval = 120
         if let json {
-            request.httpBody = try JSONSerialization.data(withJSONObject: json)
+            request.httpBody = json
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         } else if let body {
             request.httpBody = body
@@ -45,12 +53,12 @@ struct RegistryClient {
             throw Failure(description: "cannot reach \(base.absoluteString): \(error.localizedDescription)")
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let parsed = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
         guard (200..<300).contains(status) else {
+            let parsed = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
             let message = (parsed as? [String: Any])?["error"] as? String ?? String(decoding: data, as: UTF8.self)
-            throw Failure(description: "\(method) \(path): \(status): \(message)")
+            throw Failure(description: "\(method) \(path): \(status): \(message)", status: status)
         }
-        return parsed ?? [:]
+        return data
     }
 
     /// A multipart/form-data body with the given parts (name, filename, bytes).

@@ -68,6 +68,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("otlp-endpoint"), help: "Send request traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317). Off by default.")
     var otlpEndpoint: String?
 
+    @Option(help: "Folder of retraining pipeline files (*.yaml) whose triggers (monitoring alerts, schedules, POST /v2/pipelines/{name}/runs) this server runs.")
+    var pipelines: String?
+
     @OptionGroup var jobs: JobOptions
 
     func validate() throws {
@@ -108,6 +111,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard monitoringResolutionSecs > 0 else { throw ValidationError("--monitoring-resolution-secs must be positive") }
         options.monitoringResolution = monitoringResolutionSecs
         options.otlpEndpoint = otlpEndpoint
+        options.pipelinesDirectory = pipelines.map { URL(fileURLWithPath: $0).standardizedFileURL }
         options.registryWebhooks = registryWebhook
         if let file = registryWebhookSecretFile { options.webhookSecret = try JobOptions.secret(file, flag: "--registry-webhook-secret-file") }
         try jobs.apply(to: &options)

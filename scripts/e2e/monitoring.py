@@ -278,7 +278,8 @@ try:
 
     # 4. Back to normal, labelled right.
     answers = send(features[rng.integers(0, len(features), 500)], "recovered")
-    requests.post(f"{url}/v2/models/iris/feedback", json={"items": [{"id": i, "ground_truth": int(p)} for i, p in answers]}, timeout=30)
+    recovered = requests.post(f"{url}/v2/models/iris/feedback", json={"items": [{"id": i, "ground_truth": int(p)} for i, p in answers]}, timeout=30)
+    check("4. feedback accepted", recovered.status_code == 200 and recovered.json()["rows"] == 500, recovered.text)
     check("4. the receiver gets dataset_drift resolved", wait_for_webhook("dataset_drift", "resolved"), [m["status"] for m in received])
     check("4. the receiver gets accuracy resolved", wait_for_webhook("accuracy", "resolved"), [m["status"] for m in received])
     resolved = alerts("dataset_drift", "resolved")[:1]

@@ -38,6 +38,15 @@ public struct AlertBook: Sendable, Codable, Equatable {
         public var endsAt: Double?
         public var value: Double?
         public var threshold: Double?
+
+        public init(name: Name, firing: Bool, startsAt: Double, endsAt: Double? = nil, value: Double? = nil, threshold: Double? = nil) {
+            self.name = name
+            self.firing = firing
+            self.startsAt = startsAt
+            self.endsAt = endsAt
+            self.value = value
+            self.threshold = threshold
+        }
     }
 
     /// One condition's verdict on the current figures: nil when there is nothing to judge (no labels yet, no such

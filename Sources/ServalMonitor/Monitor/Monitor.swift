@@ -395,6 +395,12 @@ public struct AlertEvent: Sendable {
     public let model: String
     public let version: Int
     public let transition: AlertBook.Transition
+
+    public init(model: String, version: Int, transition: AlertBook.Transition) {
+        self.model = model
+        self.version = version
+        self.transition = transition
+    }
 }
 
 /// Why a monitoring call could not be answered; frontends map `kind` to a status code.

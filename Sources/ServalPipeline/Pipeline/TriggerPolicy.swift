@@ -1,6 +1,6 @@
 /// Whether a pipeline starts a run when something asks: an alert it watches (`triggers.on_alert`), its schedule
 /// (`triggers.every`), or a person. One run at a time, and none within `cooldown` of the last start (a manual
-/// start is not held by the cooldown). Every decision comes back with its reason, for the model's history. Time is
+/// or API start is not held by the cooldown). Every decision comes back with its reason, for the model's history. Time is
 /// passed in, so tests drive it.
 public struct TriggerPolicy: Sendable {
     /// What asked for a run.
@@ -8,12 +8,15 @@ public struct TriggerPolicy: Sendable {
         case alert(String)
         case schedule
         case manual
+        /// `POST /v2/pipelines/{name}/runs`: a person through the API, held like a manual start.
+        case api
 
         public var description: String {
             switch self {
             case .alert(let name): return "alert \(name)"
             case .schedule: return "schedule"
             case .manual: return "manual"
+            case .api: return "api"
             }
         }
     }
@@ -41,7 +44,7 @@ public struct TriggerPolicy: Sendable {
             return Decision(trigger: trigger, start: false, reason: "the pipeline does not watch \(name) (on_alert: \(triggers.onAlert.joined(separator: ", ")))")
         }
         if running { return Decision(trigger: trigger, start: false, reason: "a run is in progress") }
-        if trigger != .manual, let last = lastStart, now - last < triggers.cooldownSeconds {
+        if trigger != .manual, trigger != .api, let last = lastStart, now - last < triggers.cooldownSeconds {
             return Decision(trigger: trigger, start: false,
                             reason: "within the cooldown: \(Int((triggers.cooldownSeconds - (now - last)).rounded(.up))) s left of \(Int(triggers.cooldownSeconds)) s")
         }

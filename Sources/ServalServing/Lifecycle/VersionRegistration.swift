@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import ServalRegistry
 
@@ -22,27 +21,5 @@ struct VersionRegistration: Codable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         try encoder.encode(self).write(to: versionDirectory.appendingPathComponent(Self.fileName), options: .atomic)
-    }
-}
-
-/// Content hashes of model files.
-enum FileDigest {
-    /// Hex SHA-256 and size of a file, read in 1 MiB pieces.
-    static func sha256(of url: URL) throws -> (hex: String, size: Int) {
-        let handle = try FileHandle(forReadingFrom: url)
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        var size = 0
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            hasher.update(data: chunk)
-            size += chunk.count
-        }
-        return (hex(hasher.finalize()), size)
-    }
-
-    static func sha256(of data: Data) -> String { hex(SHA256.hash(data: data)) }
-
-    private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        digest.map { String(format: "%02x", $0) }.joined()
     }
 }
