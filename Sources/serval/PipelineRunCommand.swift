@@ -1,19 +1,31 @@
 import ArgumentParser
+import Logging
 import Foundation
 import ServalPipeline
 import ServalRegistry
+import ServalServer
+import ServalServing
+import ServalWire
 
 extension PipelineCommand {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a pipeline: version the data, train, evaluate against the champion, register with lineage, deploy.",
             discussion: """
-                Registers and deploys through the server at --url, which keeps the run's record. Steps whose inputs are \
+                Registers and deploys through the server at --url, which keeps the run's record. With --model-repository \
+                instead, it works on that repository and the state store (--data-dir or --database-url) directly, as \
+                a server would; a server on the same store sees the changes within a second. Steps whose inputs are \
                 unchanged reuse their cached outputs (under .serval/ beside the pipeline file). Exit status: 0 when the run \
                 registered a version or nothing changed, 3 when a gate blocked the candidate, 1 when a step failed.
                 """)
         @Argument(help: "The pipeline's YAML file.") var file: String
         @Option(help: "The server's HTTP address.") var url = "http://127.0.0.1:8000"
+        @Option(name: .customLong("model-repository"), help: "Work on this repository and the store directly instead of through a server.")
+        var modelRepository: String?
+        @Option(name: .customLong("data-dir"), help: "With --model-repository: the state store's folder (SQLite). Default $SERVAL_DATA_DIR or ./serval-data.")
+        var dataDir: String?
+        @Option(name: .customLong("database-url"), help: "With --model-repository: the PostgreSQL state store; replaces --data-dir.")
+        var databaseURL: String?
         @Option(help: "Candidates (matrix combinations) trained at once.") var jobs = 1
         @Flag(help: "Rerun every step, ignoring the cache.") var force = false
         @Option(help: "What started the run, recorded with it (manual, api, schedule, alert NAME).") var trigger = "manual"
@@ -27,12 +39,29 @@ extension PipelineCommand {
             guard let text = try? String(contentsOf: fileURL, encoding: .utf8) else { throw PipelineError("cannot read \(file)") }
             let definition = try PipelineDefinition.parse(text, file: file)
             let who = actor ?? ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.userName
-            let client = try RegistryClient(url: url, actor: who)
+            let registry: any PipelineRegistry
+            var local: ServalServer?
+            if let modelRepository {
+                var options = ServerOptions(repository: URL(fileURLWithPath: modelRepository).standardizedFileURL,
+                                            dataDirectory: dataDir.map { URL(fileURLWithPath: $0) } ?? ServerOptions.defaultDataDirectory, grpc: nil)
+                options.databaseURL = databaseURL
+                options.controlMode = .explicit  // nothing loaded but what a label move checks
+                options.frontends = false
+                options.jobWorkers.workers = 0
+                options.trafficGuardInterval = nil
+                let logger = Logger(label: "serval.pipeline", factory: { _ in SwiftLogNoOpLogHandler() })
+                let server = try await ServalServer(options: options, metrics: nil, logger: logger)
+                local = server
+                registry = LocalPipelineRegistry(lifecycle: server.lifecycle, pipelines: server.pipelines, actor: who)
+            } else {
+                registry = HTTPPipelineRegistry(client: try RegistryClient(url: url, actor: who))
+            }
             let options = PipelineRunner.Options(runId: runId ?? PipelineRunner.newRunId(), trigger: trigger, actor: who, jobs: jobs, force: force)
-            let runner = PipelineRunner(definition: definition, folder: fileURL.deletingLastPathComponent(), registry: HTTPPipelineRegistry(client: client),
+            let runner = PipelineRunner(definition: definition, folder: fileURL.deletingLastPathComponent(), registry: registry,
                                         options: options, echo: { line in Self.print(line) })
             Self.print("pipeline \(definition.name) run \(options.runId) (\(trigger))")
             let record = await runner.run()
+            await local?.store.close()
             if json { Swift.print(try record.json()) }
             for step in record.steps {
                 let duration = step.durationSecs.map { String(format: "%.2f s", $0) } ?? "-"
@@ -120,6 +149,40 @@ extension PipelineCommand {
             throw ValidationError("no run '\(runId)' in \(pipeline.map { "pipeline \($0)" } ?? "any pipeline of \(url)")")
         }
     }
+}
+
+/// The registry in the repository and state store themselves (`--model-repository`), through the same
+/// `ModelLifecycle` a server uses, so the changes are validated and audited alike.
+struct LocalPipelineRegistry: PipelineRegistry {
+    let lifecycle: ModelLifecycle
+    let pipelines: PipelineService
+    let actor: String
+
+    func champion(_ model: String) async throws -> (version: Int, file: Data)? {
+        // From the registry, not the manager: in this mode nothing is loaded.
+        guard let version = lifecycle.registry.table.labels(model)[TrafficPolicy.stableLabel] else { return nil }
+        let file = await lifecycle.manager.repository.root.appendingPathComponent("\(model)/\(version)/model.onnx")
+        return (version, try Data(contentsOf: file))
+    }
+
+    func version(_ model: String, sha256: String) async throws -> Int? {
+        try await lifecycle.registry.versions(model).first { $0.sha256 == sha256 }?.version
+    }
+
+    func register(_ model: String, file: Data, metadata: VersionMetadata) async throws -> Int {
+        try await lifecycle.register(model: model, file: file, metadata: metadata, actor: actor).version
+    }
+
+    func apply(_ model: String, _ deployment: Deployment) async throws {
+        switch deployment {
+        case .label(let label, let version):
+            _ = try await lifecycle.moveLabel(model: model, label: label, version: String(version), actor: actor, reason: "pipeline deploy")
+        case .traffic(let policy):
+            try await lifecycle.setTraffic(model: model, policy: policy, actor: actor, reason: "pipeline deploy")
+        }
+    }
+
+    func save(_ run: PipelineRunRecord) async throws { try await pipelines.report(run) }
 }
 
 /// The registry of a running server, through its REST API, as a pipeline run needs it.

@@ -13,6 +13,8 @@
 9. a deliberately worse candidate (C so small it cannot fit) is blocked by the gate: exit 3, nothing registered
 10. quantize: a small neural network's int8 model stays within the distance and passes the gates, so it is the one
     registered (a model of its own, deployed directly)
+11. without a server: `--model-repository` and `--data-dir` run against the repository and store directly; a server
+    started on them afterwards serves the canary and lists the runs
 Prints one "ok"/"FAIL" line per check and exits non-zero on any failure.
 """
 import hashlib
@@ -241,6 +243,36 @@ try:
           quantized.returncode == 0 and record["quantized"] is True and step.get("detail", "").startswith("int8 kept")
           and registered and registered[0]["metadata"]["tags"]["quantized"] == "true"
           and registered[0]["sha256"] == step.get("outputs", {}).get("int8_sha256"), quantized.stdout[-1500:] + quantized.stderr[-500:])
+finally:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+try:
+    # 11. no server: the repository and the store directly.
+    offline = os.path.join(work, "offline")
+    shutil.copytree(os.path.join(root, "examples/pipeline"), offline, ignore=shutil.ignore_patterns(".serval", ".dvc", "data", "serval-data"))
+    state = os.path.join(work, "offline-state")
+
+    def run_local(*arguments):
+        subprocess.run([sys.executable, "make_data.py", *arguments], cwd=offline, check=True)
+        return subprocess.run([serval, "pipeline", "run", "pipeline.yaml", "--model-repository", "models", "--data-dir", state],
+                              cwd=offline, env=environment, capture_output=True, text=True, timeout=300)
+    first_local, second_local = run_local(), run_local("--shifted")
+    check("11. two runs without a server: v1 stable, then v2 as a canary",
+          first_local.returncode == 0 and "label stable -> v1" in first_local.stdout and second_local.returncode == 0
+          and "traffic stable 90%, v2 10%" in second_local.stdout, first_local.stdout[-800:] + second_local.stdout[-800:] + second_local.stderr[-500:])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([serval, "serve", "--model-repository", os.path.join(offline, "models"), "--data-dir", state, "--http-port", str(port), "--grpc-port", "0"],
+                              stdout=open(log_path, "a"), stderr=subprocess.STDOUT, env=environment)
+    poll(lambda: live() and http.get(url + "/v2/health/ready", timeout=1).status_code == 200, "the second server")
+    weights = {r.get("version") or r.get("label"): r["weight"] for r in http.get(f"{url}/v2/models/iris/traffic", timeout=10).json()["routes"]}
+    listed = [r["status"] for r in runs()]
+    check("11. a server on that store serves the canary and lists both runs", weights == {"stable": 90, "2": 10} and listed == ["succeeded", "succeeded"],
+          f"{weights} {listed}")
 finally:
     server.terminate()
     try:
