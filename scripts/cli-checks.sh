@@ -74,4 +74,14 @@ printf 'name: p\nmodel: iris\ndata: {train: t.csv, eval: e.csv}\ntrain:\n  run: 
 expect_error "pipeline run with an unknown variable" 'typo.yaml:5: train.run: unknown variable ${outputs.modle}' "$serval" pipeline run "$work/typo.yaml"
 sed 's/outputs.modle/outputs.model/' "$work/typo.yaml" >"$work/ok.yaml" && touch "$work/t.csv" "$work/e.csv"
 expect_error "pipeline run without a server" "cannot reach http://127.0.0.1:9" "$serval" pipeline run "$work/ok.yaml" --url http://127.0.0.1:9
+# The CPU budget honours the affinity mask (taskset), not only the cgroup quota: one CPU, one thread.
+taskset -c 0 "$serval" serve --model-repository examples/models --http-port 0 --grpc-port 0 >"$work/taskset.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 300); do grep -q "cpu budget" "$work/taskset.log" && break; sleep 0.1; done
+kill "$serve_pid"; wait "$serve_pid" 2>/dev/null
+if grep -q "cpus=1 sources=.*affinity 1" "$work/taskset.log"; then
+  echo "ok   taskset -c 0 gives a budget of 1 CPU: $(grep -o 'cpus=1 sources=[^[]*' "$work/taskset.log")"
+else
+  echo "FAIL taskset -c 0: $(grep "cpu budget" "$work/taskset.log")"; failures=$((failures + 1))
+fi
 [ "$failures" -eq 0 ] || { echo "$failures CLI check(s) failed"; exit 1; }

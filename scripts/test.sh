@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 # Python venv with the pinned onnx, used to regenerate the backend test data.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, skl2onnx, opentelemetry.proto; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null \
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, skl2onnx, opentelemetry.proto, kubernetes_validate; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null \
   || [ "$(.venv/bin/dvc --version 2>/dev/null)" != "3.67.1" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
@@ -18,9 +18,9 @@ fi
 # under .build/tools rather than installed (the package would bring a service we do not want).
 sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-if ! command -v chromium >/dev/null 2>&1; then
+if ! command -v chromium >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; then
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium kubectl >/dev/null
 fi
 promtool=$PWD/.build/tools/prometheus/usr/bin/promtool
 if [ ! -x "$promtool" ]; then
@@ -85,6 +85,10 @@ echo "== Alert rules (promtool check and test) and the generated Grafana dashboa
 "$promtool" check rules deploy/prometheus/serval-rules.yaml
 (cd deploy/prometheus && "$promtool" test rules serval-rules-test.yaml)
 python3 scripts/deploy/dashboard.py --check
+
+echo "== Kubernetes manifests: kustomize renders, kubernetes-validate --strict, CRD schemas, probes, drain timing, QoS, flags"
+.venv/bin/python scripts/deploy/prometheusrule.py --check
+.venv/bin/python scripts/deploy/k8s-check.py --serval "$serval"
 
 echo "== Monitoring end to end: drift, feedback and realised accuracy against scikit-learn, Alertmanager webhooks, the report page in Chromium, metrics used by rules and dashboard, kill -9"
 .venv/bin/python scripts/e2e/monitoring.py "$serval"

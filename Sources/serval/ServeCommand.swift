@@ -115,7 +115,8 @@ struct ServeCommand: AsyncParsableCommand {
         options.registryWebhooks = registryWebhook
         if let file = registryWebhookSecretFile { options.webhookSecret = try JobOptions.secret(file, flag: "--registry-webhook-secret-file") }
         try jobs.apply(to: &options)
-        logger.info("cpu budget", metadata: ["cpus": "\(CPUBudget.available())"])
+        let cpus = CPUBudget.limits()
+        logger.info("cpu budget", metadata: ["cpus": "\(cpus.budget)", "sources": "\(cpus)"])
         let host = self.host
         let server = try await ServalServer(options: options, metrics: registry, logger: logger, onHTTPListening: { port in
             logger.info("serving", metadata: ["http": "\(host):\(port)"])

@@ -192,12 +192,14 @@ def page_checks():
 
 
 def metrics_checks():
-    """Every metric the alert rules and the dashboard use is exposed by this server."""
+    """Every metric the alert rules, the dashboard and the autoscalers (HPA, KEDA, prometheus-adapter) use is exposed by this server."""
     requests.put(f"{url}/v2/models/iris/traffic", json={"routes": [{"version": "1", "weight": 100}]}, timeout=10).raise_for_status()
     requests.post(f"{url}/v2/models/iris/infer", json={"inputs": [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}, timeout=10)
     requests.post(f"{url}/v2/models/iris/jobs", json={"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}, timeout=10)
     used = set()
-    for path in ["deploy/prometheus/serval-rules.yaml", "deploy/grafana/serval-dashboard.json"]:
+    paths = ["deploy/prometheus/serval-rules.yaml", "deploy/grafana/serval-dashboard.json", "deploy/k8s/base/hpa.yaml", "deploy/k8s/base/worker.yaml",
+             "deploy/k8s/overlays/keda/scaledobject.yaml", "deploy/k8s/monitoring/prometheus-adapter-values.yaml"]
+    for path in paths:
         used |= set(re.findall(r"(?<![:\w])(serval_[a-z0-9_]+)", open(os.path.join(root, path)).read()))
     exposed = set()
     for _ in range(100):
@@ -205,7 +207,7 @@ def metrics_checks():
         if used <= exposed:
             break
         time.sleep(0.1)
-    check(f"metrics: all {len(used)} metrics of the rules and the dashboard are exposed", used <= exposed, sorted(used - exposed))
+    check(f"metrics: all {len(used)} metrics of the rules, the dashboard, the HPA, KEDA and the adapter rule are exposed", used <= exposed, sorted(used - exposed))
 
 
 process = start()
