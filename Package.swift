@@ -97,6 +97,7 @@ let package = Package(
                 "ServalStore", "ServalWire", "ServalEngine", "ServalONNX", "ServalTensor", "ServalMonitor", "ServalRegistry",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(

@@ -152,6 +152,7 @@ public final class ServalServer: Sendable {
         if let interval = options.pipelineScheduleInterval, !pipelines.pipelines.isEmpty {
             background.append(PeriodicService(name: "pipeline schedules", interval: interval, logger: logger) { try await pipelines.tick() })
         }
+        if !pipelines.pipelines.isEmpty { background.append(PipelineService.StopOnShutdown(pipelines)) }
         if options.controlMode == .poll {
             background.append(PeriodicService.repositoryPoller(lifecycle, interval: options.repositoryPollInterval, logger: logger))
         }

@@ -60,7 +60,21 @@ extension PipelineCommand {
             let runner = PipelineRunner(definition: definition, folder: fileURL.deletingLastPathComponent(), registry: registry,
                                         options: options, echo: { line in Self.print(line) })
             Self.print("pipeline \(definition.name) run \(options.runId) (\(trigger))")
+            // Stopped (Ctrl-C, or the server shutting down): the train commands run in groups of their own, so they are
+            // stopped too rather than left running.
+            let stops = [SIGINT, SIGTERM].map { (number: Int32) -> DispatchSourceSignal in
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number)
+                source.setEventHandler {
+                    CommandStep.terminateAll()
+                    Self.error("stopped by signal \(number); the run is closed as failed")
+                    Foundation.exit(128 + number)
+                }
+                source.resume()
+                return source
+            }
             let record = await runner.run()
+            stops.forEach { $0.cancel() }
             await local?.store.close()
             if json { Swift.print(try record.json()) }
             for step in record.steps {

@@ -198,6 +198,22 @@ struct PipelineRunTests {
         #expect(registry.state.withLock { $0.versions.first?.metadata.tags?["quantized"] } == "false")
     }
 
+    @Test(.timeLimit(.minutes(1)))
+    func stoppingACommandKillsItAndEverythingItStarted() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serval-stop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let log = folder.appendingPathComponent("train.log")
+        let (started, signal) = AsyncStream<Void>.makeStream()
+        // A background child holding the output pipe: the run returns only once it is gone too.
+        let step = CommandStep(command: "sleep 300 & echo started; wait", folder: folder, environment: [:], log: log, prefix: "train")
+        let run = Task { try await step.run(echo: { line in if line.hasSuffix("started") { signal.yield() } }) }
+        for await _ in started { break }
+        CommandStep.terminateAll(logging: log)
+        let outcome = try await run.value
+        #expect(outcome.status != 0)
+        #expect(outcome.tail == ["started"])
+    }
+
     @Test func aFailedGateBlocksTheRunAndRegistersNothing() async throws {
         let project = try Project(pipeline: Project.pipeline(gate: "accuracy: {min: 0.999}"))
         let registry = RecordingRegistry()

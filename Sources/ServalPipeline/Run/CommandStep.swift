@@ -3,7 +3,9 @@ import Synchronization
 
 /// Runs one external command of a pipeline (`/bin/sh -c`, in the pipeline's folder, with extra environment
 /// variables). Its stdout and stderr are streamed line by line, prefixed with the step's name, to `echo` and kept
-/// whole in a log file; the last lines come back for error messages. Waiting does not hold a thread.
+/// whole in a log file; the last lines come back for error messages. Waiting does not hold a thread. Each command
+/// runs in a process group of its own (Foundation's `Process` makes the child a group leader), so `terminateAll`
+/// stops it with everything it started.
 public struct CommandStep: Sendable {
     public let command: String
     public let folder: URL
@@ -35,15 +37,23 @@ public struct CommandStep: Sendable {
         process.arguments = ["-c", command]
         process.currentDirectoryURL = folder
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
+        // A pipe of our own, close-on-exec, whose write end the parent closes exactly once after the spawn (the child
+        // gets it as stdout and stderr). Foundation's Pipe closes its write end in the parent too, and a second close
+        // of that number under concurrent spawns can close another command's pipe, leaving a read with no end.
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw PipelineError("cannot create a pipe for the command's output: errno \(errno)") }
+        let (reader, writer) = (ends[0], ends[1])
+        _ = fcntl(reader, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(writer, F_SETFD, FD_CLOEXEC)
+        process.standardOutput = FileHandle(fileDescriptor: writer, closeOnDealloc: false)
+        process.standardError = FileHandle(fileDescriptor: writer, closeOnDealloc: false)
         process.standardInput = FileHandle.nullDevice
         let lines = LineCollector(prefix: prefix, log: logHandle, echo: echo)
         let finished = Mutex<CheckedContinuation<Int32, Never>?>(nil)
         let drained = Mutex<Bool>(false)
         let exited = Mutex<Int32?>(nil)
-        // The process may exit before its pipe is drained: finish only once both have happened.
+        // The process may exit before its output is drained (a background child still writing): finish only once
+        // both have happened.
         @Sendable func finishIfDone() {
             guard drained.withLock({ $0 }), let status = exited.withLock({ $0 }) else { return }
             finished.withLock { continuation in
@@ -53,37 +63,50 @@ public struct CommandStep: Sendable {
         }
         let status: Int32 = await withCheckedContinuation { continuation in
             finished.withLock { $0 = continuation }
-            output.fileHandleForReading.readabilityHandler = { handle in
-                let chunk = handle.availableData
-                if chunk.isEmpty {
-                    handle.readabilityHandler = nil
-                    lines.finish()
-                    drained.withLock { $0 = true }
-                    finishIfDone()
-                } else {
-                    lines.append(chunk)
-                }
-            }
             process.terminationHandler = { process in
+                Self.running.withLock { _ = $0.removeValue(forKey: process.processIdentifier) }
                 exited.withLock { $0 = process.terminationStatus }
                 finishIfDone()
             }
             do {
                 try process.run()
+                Self.running.withLock { [log] in $0[process.processIdentifier] = log }
             } catch {
                 lines.append(Data("cannot start /bin/sh: \(error)\n".utf8))
-                lines.finish()
-                output.fileHandleForReading.readabilityHandler = nil
-                finished.withLock { continuation in
-                    continuation?.resume(returning: 127)
-                    continuation = nil
-                }
+                exited.withLock { $0 = 127 }
             }
-            // Our copy of the write end must close, or the read end never sees end of file.
-            try? output.fileHandleForWriting.close()
+            close(writer)
+            // A thread of its own blocks in read() until every writer is gone (the pool's threads never block).
+            let thread = Thread {
+                var buffer = [UInt8](repeating: 0, count: 65_536)
+                while true {
+                    let count = buffer.withUnsafeMutableBytes { read(reader, $0.baseAddress, $0.count) }
+                    if count > 0 {
+                        lines.append(Data(buffer[0..<count]))
+                    } else if count < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        break
+                    }
+                }
+                close(reader)
+                lines.finish()
+                drained.withLock { $0 = true }
+                finishIfDone()
+            }
+            thread.start()
         }
         try? logHandle.close()
         return Outcome(status: status, tail: lines.tail)
+    }
+
+    /// Process-group leaders of the commands running now, with their log files.
+    static let running = Mutex<[Int32: URL]>([:])
+
+    /// Kills every running command's process group (the run is being stopped), or only the one writing `log`.
+    /// SIGKILL, because a caller that handles SIGTERM itself ignores it, and its children inherit that.
+    public static func terminateAll(logging log: URL? = nil) {
+        for (leader, file) in running.withLock({ $0 }) where log == nil || file == log { kill(-leader, SIGKILL) }
     }
 }
 

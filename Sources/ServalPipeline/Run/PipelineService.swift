@@ -3,6 +3,7 @@ import Logging
 import ServalMonitor
 import ServalRegistry
 import ServalStore
+import ServiceLifecycle
 
 /// The pipelines a server runs (`serve --pipelines DIR`): it starts a run when a watched alert fires for the
 /// pipeline's model, when its schedule comes due, or when asked over the API, honouring one run at a time and
@@ -219,8 +220,19 @@ public actor PipelineService {
         logger.info("pipeline run ended", metadata: ["pipeline": "\(name)", "run": "\(runId)", "exit": "\(status)"])
     }
 
-    /// Stops running children (the server is shutting down); their runs are closed at the next start.
+    /// Stops running children (the server is shutting down): a run cannot register into a server that is gone.
+    /// Each is closed as failed when its process ends, or at the next start.
     public func stopAll() {
         for process in processes.values where process.isRunning { process.terminate() }
+    }
+
+    /// On graceful shutdown, stops the runs this server started.
+    public struct StopOnShutdown: Service {
+        let service: PipelineService
+        public init(_ service: PipelineService) { self.service = service }
+        public func run() async throws {
+            try? await gracefulShutdown()
+            await service.stopAll()
+        }
     }
 }
