@@ -26,7 +26,7 @@ import onnxruntime
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port, wait_ready  # noqa: E402
+from checks import Checks, free_port, wait_for, wait_ready  # noqa: E402
 
 serval, database_url = sys.argv[1], sys.argv[2]
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -100,15 +100,6 @@ def all_jobs(url):
 
 def count(url, status):
     return len(requests.get(url + "/v2/jobs", params={"status": status, "limit": 1000}, timeout=30).json()["jobs"])
-
-
-def wait_for(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def verify(url, ids, inputs, label):

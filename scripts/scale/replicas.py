@@ -23,7 +23,7 @@ import time
 import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, wait_for  # noqa: E402
 
 serval, database, nginx = sys.argv[1], sys.argv[2], sys.argv[3]
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -168,15 +168,6 @@ class Load:
         summary.append((phase, len(self.latencies), len(self.failures), quantile(0.5), quantile(0.99)))
 
 
-def poll_until(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 jobs_done = jobs_duplicated = 0
 try:
     # 1. Pointer changes through one replica reach all three.
@@ -184,13 +175,13 @@ try:
     before = [r.version() for r in replicas]
     began = time.monotonic()
     moved = requests.put(replicas[0].url + "/v2/models/iris/labels/stable", json={"version": "2", "reason": "replicas test"}, timeout=10)
-    label_everywhere = poll_until(lambda: all(r.version() == "2" for r in replicas), 2.0)
+    label_everywhere = wait_for(lambda: all(r.version() == "2" for r in replicas), 2.0)
     label_seconds = time.monotonic() - began
     check(f"1. stable moved 1 -> 2 through replica 1 is in force on all three in {label_seconds:.2f} s (limit 2 s)",
           moved.status_code == 200 and before == ["1"] * 3 and label_everywhere, (moved.text, before, [r.version() for r in replicas]))
     began = time.monotonic()
     policy = requests.put(replicas[0].url + "/v2/models/iris/traffic", json={"routes": [{"label": "stable", "weight": 0}, {"version": "1", "weight": 100}]}, timeout=10)
-    traffic_everywhere = poll_until(lambda: all(r.version() == "1" for r in replicas), 2.0)
+    traffic_everywhere = wait_for(lambda: all(r.version() == "1" for r in replicas), 2.0)
     traffic_seconds = time.monotonic() - began
     check(f"1. a traffic policy (100% to v1) set through replica 1 is in force on all three in {traffic_seconds:.2f} s (limit 2 s)",
           policy.status_code == 200 and traffic_everywhere, (policy.text, [r.version() for r in replicas]))
@@ -216,7 +207,7 @@ try:
         reply = session.post(proxy + "/v2/models/iris/jobs", json=ROW, headers={"Idempotency-Key": f"replicas-{index}"}, timeout=15)
         ids.append(reply.json().get("id") if reply.status_code in (200, 202) else None)
     check("2. 300 jobs accepted through nginx, a third of them while replica 2 was down", None not in ids and len(set(ids)) == 300, sum(i is None for i in ids))
-    finished = poll_until(lambda: succeeded() == 300, 180)
+    finished = wait_for(lambda: succeeded() == 300, 180)
     jobs = {}
     after = None
     while True:
