@@ -19,6 +19,7 @@ from sklearn import metrics as sk
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from skl2onnx import to_onnx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
@@ -99,7 +100,27 @@ ours, error = serval_metrics(path, csv, list(reference))
 check("binary: serval pipeline evaluate exits 0", ours is not None, error)
 compare("binary (string labels)", ours, reference)
 
-# 3. regression
+# 3. a neural classifier: its class list is the constant the label output indexes by the argmax (no classifier op)
+x, y = make_classification(n_samples=500, n_features=6, n_informative=4, n_redundant=0, random_state=11, flip_y=0.1)
+x = x.astype(np.float32)
+names = np.array(["ham", "spam"])[y]
+model = MLPClassifier(hidden_layer_sizes=(16,), max_iter=400, random_state=0).fit(x[:300], names[:300])
+path = os.path.join(work, "mlp.onnx")
+with open(path, "wb") as f:
+    f.write(to_onnx(model, x[:1], options={id(model): {"zipmap": False}}).SerializeToString())
+csv = os.path.join(work, "mlp.csv")
+write_csv(csv, x[300:], names[300:], str)
+session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+labels, probabilities = session.run(None, {session.get_inputs()[0].name: x[300:]})
+truth = names[300:]
+reference = {"accuracy": sk.accuracy_score(truth, labels), "f1_macro": sk.f1_score(truth, labels, average="macro"),
+             "roc_auc": sk.roc_auc_score(truth, probabilities[:, list(model.classes_).index("spam")]),
+             "log_loss": sk.log_loss(truth, probabilities, labels=list(model.classes_))}
+ours, error = serval_metrics(path, csv, list(reference))
+check("mlp: serval pipeline evaluate exits 0", ours is not None, error)
+compare("mlp (class list by argmax)", ours, reference)
+
+# 4. regression
 x, y = make_regression(n_samples=400, n_features=6, noise=10.0, random_state=5)
 x = x.astype(np.float32)
 model = LinearRegression().fit(x[:250], y[:250])
@@ -117,7 +138,7 @@ ours, error = serval_metrics(path, csv, list(reference))
 check("regression: serval pipeline evaluate exits 0", ours is not None, error)
 compare("regression", ours, reference)
 
-# 4. a label column that is not there
+# 5. a label column that is not there
 result = subprocess.run([serval, "pipeline", "evaluate", path, "--data", csv, "--label-column", "species"], capture_output=True, text=True)
 check("an absent label column is exit 1 naming it", result.returncode == 1 and "label_column 'species' is not a column" in result.stderr, result.stderr)
 check.finish()

@@ -37,12 +37,19 @@ public struct Graph: Sendable {
     /// Number of scalar parameters held in initializers.
     public var parameterCount: Int { initializers.values.reduce(0) { $0 + $1.count } }
 
-    /// The class labels of the graph's classifier node (scikit-learn exports: `classlabels_int64s` or
-    /// `classlabels_strings`), in the order of its probability columns; nil for a graph without one.
+    /// The class labels of the graph's classifier, in the order of its probability columns: a classifier node's
+    /// `classlabels_int64s` or `classlabels_strings` (scikit-learn's linear and tree exports), or the constant class
+    /// list a neural export indexes by the argmax. Nil for a graph without one.
     public var classifierLabels: [String]? {
         for node in nodes where node.opType.hasSuffix("Classifier") {
             if case .ints(let labels)? = node.attributes["classlabels_int64s"] ?? node.attributes["classlabels_ints"] { return labels.map(String.init) }
             if case .strings(let labels)? = node.attributes["classlabels_strings"] { return labels }
+        }
+        // Exporters of neural classifiers (skl2onnx's MLPClassifier) pick the label from a constant class list by
+        // the probabilities' argmax: ArrayFeatureExtractor(classes, ArgMax(probabilities)).
+        let argmaxOutputs = Set(nodes.filter { $0.opType == "ArgMax" }.flatMap(\.outputs))
+        for node in nodes where node.opType == "ArrayFeatureExtractor" && node.inputs.count == 2 && argmaxOutputs.contains(node.inputs[1]) {
+            if let classes = initializers[node.inputs[0]], classes.shape.count == 1, let labels = try? classes.elementStrings() { return labels }
         }
         return nil
     }
