@@ -46,6 +46,15 @@ def serval_metrics(model_path, csv_path, names):
     return json.loads(result.stdout), ""
 
 
+def exported(model, sample, name, zipmap=True):
+    """The model exported with skl2onnx to WORK/NAME.onnx, and an onnxruntime session on it."""
+    path = os.path.join(work, f"{name}.onnx")
+    options = None if zipmap else {id(model): {"zipmap": False}}
+    with open(path, "wb") as f:
+        f.write(to_onnx(model, sample, options=options).SerializeToString())
+    return path, onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
 def compare(case, ours, reference):
     for name, want in reference.items():
         got = None if ours is None else ours.get(name)
@@ -61,12 +70,9 @@ x, y = make_classification(n_samples=600, n_features=5, n_informative=3, n_redun
 x = x.astype(np.float32)
 train, evaluation = slice(0, 400), slice(400, 600)
 model = LogisticRegression(max_iter=500).fit(x[train], y[train])
-path = os.path.join(work, "multiclass.onnx")
-with open(path, "wb") as f:
-    f.write(to_onnx(model, x[:1]).SerializeToString())
+path, session = exported(model, x[:1], "multiclass")
 csv = os.path.join(work, "multiclass.csv")
 write_csv(csv, x[evaluation], y[evaluation], str)
-session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
 labels, maps = session.run(None, {session.get_inputs()[0].name: x[evaluation]})
 classes = sorted(maps[0].keys())
 probabilities = np.array([[m[c] for c in classes] for m in maps], dtype=np.float32)
@@ -83,12 +89,9 @@ x, y = make_classification(n_samples=500, n_features=4, n_informative=2, n_redun
 x = x.astype(np.float32)
 names = np.array(["no", "yes"])[y]
 model = RandomForestClassifier(n_estimators=15, max_depth=4, random_state=0).fit(x[:300], names[:300])
-path = os.path.join(work, "binary.onnx")
-with open(path, "wb") as f:
-    f.write(to_onnx(model, x[:1], options={id(model): {"zipmap": False}}).SerializeToString())
+path, session = exported(model, x[:1], "binary", zipmap=False)
 csv = os.path.join(work, "binary.csv")
 write_csv(csv, x[300:], names[300:], str)
-session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
 labels, probabilities = session.run(None, {session.get_inputs()[0].name: x[300:]})
 truth = names[300:]
 reference = {"accuracy": sk.accuracy_score(truth, labels), "f1_macro": sk.f1_score(truth, labels, average="macro"),
@@ -105,12 +108,9 @@ x, y = make_classification(n_samples=500, n_features=6, n_informative=4, n_redun
 x = x.astype(np.float32)
 names = np.array(["ham", "spam"])[y]
 model = MLPClassifier(hidden_layer_sizes=(16,), max_iter=400, random_state=0).fit(x[:300], names[:300])
-path = os.path.join(work, "mlp.onnx")
-with open(path, "wb") as f:
-    f.write(to_onnx(model, x[:1], options={id(model): {"zipmap": False}}).SerializeToString())
+path, session = exported(model, x[:1], "mlp", zipmap=False)
 csv = os.path.join(work, "mlp.csv")
 write_csv(csv, x[300:], names[300:], str)
-session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
 labels, probabilities = session.run(None, {session.get_inputs()[0].name: x[300:]})
 truth = names[300:]
 reference = {"accuracy": sk.accuracy_score(truth, labels), "f1_macro": sk.f1_score(truth, labels, average="macro"),
@@ -124,12 +124,9 @@ compare("mlp (class list by argmax)", ours, reference)
 x, y = make_regression(n_samples=400, n_features=6, noise=10.0, random_state=5)
 x = x.astype(np.float32)
 model = LinearRegression().fit(x[:250], y[:250])
-path = os.path.join(work, "regression.onnx")
-with open(path, "wb") as f:
-    f.write(to_onnx(model, x[:1]).SerializeToString())
+path, session = exported(model, x[:1], "regression")
 csv = os.path.join(work, "regression.csv")
 write_csv(csv, x[250:], y[250:], lambda v: "%.17g" % v)
-session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
 predicted = session.run(None, {session.get_inputs()[0].name: x[250:]})[0].ravel().astype(np.float64)
 truth = y[250:]
 reference = {"mae": sk.mean_absolute_error(truth, predicted), "rmse": float(np.sqrt(sk.mean_squared_error(truth, predicted))),
