@@ -99,36 +99,8 @@ enum ControlPlane {
         do {
             return try JSONDecoder().decode(type, from: data.isEmpty ? Data("{}".utf8) : data)
         } catch let error as DecodingError {
-            throw ServingError.invalidArgument("\(what): \(describe(error))")
+            throw ServingError.invalidArgument("\(what): \(error.fieldDescription)")
         }
     }
 
-    static func describe(_ error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context, _ key: CodingKey? = nil) -> String {
-            let names = (context.codingPath + (key.map { [$0] } ?? [])).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
-            return names.isEmpty ? "body" : "field '" + names.joined(separator: ".").replacingOccurrences(of: ".[", with: "[") + "'"
-        }
-        switch error {
-        case .keyNotFound(let key, let context): return "\(path(context, key)) is required"
-        case .typeMismatch(let type, let context): return "\(path(context)) must be \(expected(type))"
-        case .valueNotFound(let type, let context): return "\(path(context)) must be \(expected(type)), not null"
-        case .dataCorrupted(let context):
-            return context.codingPath.isEmpty ? "not valid JSON" : "\(path(context)): \(context.debugDescription)"
-        @unknown default: return "\(error)"
-        }
-    }
-
-    private static func expected(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: return "a string"
-        case is Int.Type, is Int64.Type: return "an integer"
-        case is Double.Type: return "a number"
-        case is Bool.Type: return "true or false"
-        default:
-            let name = "\(type)"
-            if name.hasPrefix("Array") { return "a list" }
-            if name.hasPrefix("Dictionary") { return "an object" }
-            return "an object"
-        }
-    }
 }

@@ -30,6 +30,10 @@ struct PipelineRoutes {
             enum CodingKeys: String, CodingKey {
                 case id, status, trigger, startedAt = "started_at", endedAt = "ended_at", registeredVersion = "registered_version"
             }
+
+            init(_ run: PipelineRunRecord) {
+                (id, status, trigger, startedAt, endedAt, registeredVersion) = (run.id, run.status.rawValue, run.trigger, run.startedAt, run.endedAt, run.registeredVersion)
+            }
         }
 
         enum CodingKeys: String, CodingKey {
@@ -55,12 +59,12 @@ struct PipelineRoutes {
                 names.insert(definition.name)
                 summaries.append(Summary(name: definition.name, model: definition.model, file: loaded.file.path, onAlert: definition.triggers.onAlert,
                                          everySecs: definition.triggers.everySeconds, cooldownSecs: definition.triggers.cooldownSeconds,
-                                         lastRun: try await Self.last(pipelines, definition.name)))
+                                         lastRun: try await pipelines.runs.runs(pipeline: definition.name, limit: 1).first.map(Summary.Last.init)))
             }
             // Pipelines run from the command line against this server, without being loaded by it.
             for name in try await pipelines.runs.pipelines() where !names.contains(name) {
                 let last = try await pipelines.runs.runs(pipeline: name, limit: 1).first
-                summaries.append(Summary(name: name, model: last?.model ?? "", onAlert: [], lastRun: try await Self.last(pipelines, name)))
+                summaries.append(Summary(name: name, model: last?.model ?? "", onAlert: [], lastRun: last.map(Summary.Last.init)))
             }
             return try ControlPlane.response(["pipelines": summaries])
         }
@@ -98,12 +102,6 @@ struct PipelineRoutes {
             try await pipelines.report(run)
             return Response.json(try run.json())
         }
-    }
-
-    static func last(_ pipelines: PipelineService, _ name: String) async throws -> Summary.Last? {
-        guard let run = try await pipelines.runs.runs(pipeline: name, limit: 1).first else { return nil }
-        return Summary.Last(id: run.id, status: run.status.rawValue, trigger: run.trigger, startedAt: run.startedAt, endedAt: run.endedAt,
-                            registeredVersion: run.registeredVersion)
     }
 
     static func quoted(_ text: String) -> String {

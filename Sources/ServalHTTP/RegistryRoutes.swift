@@ -45,7 +45,7 @@ struct RegistryRoutes {
             let model = try context.parameters.require("model"), text = try context.parameters.require("version")
             guard let version = Int(text), version > 0 else { throw ServingError.invalidArgument("version must be a positive integer, got '\(text)'") }
             guard await shared.manager.knows(model) else { throw ServingError.notFound("unknown model '\(model)'") }
-            let file = await shared.manager.repository.root.appendingPathComponent(model).appendingPathComponent(String(version)).appendingPathComponent("model.onnx")
+            let file = await shared.manager.repository.modelFile(model, version: version)
             guard let bytes = FileManager.default.contents(atPath: file.path) else { throw ServingError.notFound("model '\(model)' has no version \(version) file") }
             return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }

@@ -18,7 +18,8 @@ public enum FileDigest {
 
     public static func sha256(of data: Data) -> String { hex(SHA256.hash(data: data)) }
 
-    private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+    /// Lower-case hex of a digest's bytes.
+    public static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
         digest.map { String(format: "%02x", $0) }.joined()
     }
 }

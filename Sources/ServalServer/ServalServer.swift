@@ -135,7 +135,8 @@ public final class ServalServer: Sendable {
             logger: logger)
         self.pipelines = pipelines
         try await pipelines.closeInterrupted()
-        await monitor.onAlert { event in await pipelines.alert(event) }
+        // Handed off: starting a run writes the store and spawns a process, which must not hold up the monitor's scoring.
+        await monitor.onAlert { event in Task { await pipelines.alert(event) } }
         let queue = try await JobQueue(store: store, callbackSecret: options.webhookSecret ?? "", retryBase: options.jobRetryBase)
         jobs = JobService(queue: queue, runner: JobRunner(router: lifecycle.router), defaultMaxAttempts: options.jobMaxAttempts)
         var workerSettings = options.jobWorkers

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Crypto
 import Foundation
+import ServalPipeline
 
 /// `serval models ...`: the registry from the command line, as a client of a running server's REST API.
 struct ModelsCommand: AsyncParsableCommand {
@@ -73,7 +73,7 @@ struct ModelsCommand: AsyncParsableCommand {
         @Option(help: "A metric, NAME=NUMBER (repeatable).") var metric: [String] = []
         @Option(help: "A tag, KEY=VALUE (repeatable).") var tag: [String] = []
         @Option(help: "A training parameter, NAME=VALUE (repeatable; numbers stay numbers).") var param: [String] = []
-        @Option(help: "A data set, [NAME=]PATH (repeatable); its md5 is computed as DVC does. NAME defaults to the file's stem.") var dataset: [String] = []
+        @Option(help: "A data set, [NAME=]PATH (repeatable): a file or a directory, hashed as DVC does. NAME defaults to its stem.") var dataset: [String] = []
         @Option(help: "A description.") var description: String?
         @Option(name: .customLong("git-commit"), help: "The commit the version was trained from.") var gitCommit: String?
 
@@ -98,7 +98,11 @@ struct ModelsCommand: AsyncParsableCommand {
                 } else {
                     (name, path) = (URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent, spec)
                 }
-                return ["name": name, "path": path, "md5": try DVCHash.md5(ofFile: path)]
+                // DVC's md5: of the bytes for a file, of the .dir manifest for a directory.
+                let url = URL(fileURLWithPath: path)
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ValidationError("--dataset \(path): no such file") }
+                return ["name": name, "path": path, "md5": isDirectory.boolValue ? try DVCHash.directory(url).md5 : try DVCHash.file(url).md5]
             }
             if let gitCommit { metadata["source"] = ["git_commit": gitCommit] }
             for key in ["metrics", "tags", "params"] where (metadata[key] as? [String: Any])?.isEmpty == true { metadata[key] = nil }
@@ -245,19 +249,5 @@ struct ModelsCommand: AsyncParsableCommand {
             }
             print(TextTable.render(["TIME", "ACTOR", "ACTION", "DETAILS", "REASON"], rows))
         }
-    }
-}
-
-/// Content hashes as DVC 3 computes them: md5 of a file's raw bytes (no line-ending normalisation).
-enum DVCHash {
-    static func md5(ofFile path: String) throws -> String {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw ValidationError("--dataset \(path): no such file") }
-        guard !isDirectory.boolValue else { throw ValidationError("--dataset \(path) is a directory; version it with `dvc add` and pass its .dir md5 in the metadata") }
-        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-        defer { try? handle.close() }
-        var hasher = Insecure.MD5()
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }

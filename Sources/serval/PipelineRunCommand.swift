@@ -175,7 +175,7 @@ struct LocalPipelineRegistry: PipelineRegistry {
     func champion(_ model: String) async throws -> (version: Int, file: Data)? {
         // From the registry, not the manager: in this mode nothing is loaded.
         guard let version = lifecycle.registry.table.labels(model)[TrafficPolicy.stableLabel] else { return nil }
-        let file = await lifecycle.manager.repository.root.appendingPathComponent("\(model)/\(version)/model.onnx")
+        let file = await lifecycle.manager.repository.modelFile(model, version: version)
         return (version, try Data(contentsOf: file))
     }
 

@@ -89,11 +89,9 @@ struct QuantizeCommand: ParsableCommand {
             guard let reference = expected[output.name]?.tensor, let value = actual[output.name]?.tensor,
                   reference.dtype.isFloatingPoint, value.dtype == reference.dtype else { continue }
             let a = try reference.doubles(), b = try value.doubles()
-            let dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
-            let norms = (a.reduce(0) { $0 + $1 * $1 }).squareRoot() * (b.reduce(0) { $0 + $1 * $1 }).squareRoot()
             let largest = zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
             print(String(format: "  %@: cosine distance %.2e, max |difference| %.3e (max |float| %.3e)", output.name,
-                         1 - dot / max(norms, .leastNormalMagnitude), largest, a.reduce(0) { max($0, abs($1)) }))
+                         ModelQuantizer.cosineDistance(a, b), largest, a.reduce(0) { max($0, abs($1)) }))
         }
         if seconds > 0 {
             let floatTime = try latencies(floatSession, feeds, seconds: seconds, warmup: 3)

@@ -125,6 +125,16 @@ extension ModelQuantizer {
     }
 }
 
+extension ModelQuantizer {
+    /// 1 − cos(a, b) over all elements: how far a quantized model's outputs are from the float model's (0: same
+    /// direction). What `serval quantize` reports and the pipeline's `max_cosine_distance` bounds.
+    public static func cosineDistance(_ a: [Double], _ b: [Double]) -> Double {
+        let dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+        let norms = (a.reduce(0) { $0 + $1 * $1 }).squareRoot() * (b.reduce(0) { $0 + $1 * $1 }).squareRoot()
+        return 1 - dot / max(norms, .leastNormalMagnitude)
+    }
+}
+
 /// Why a model could not be quantized.
 public struct QuantizationError: Error, CustomStringConvertible, Sendable {
     public let description: String

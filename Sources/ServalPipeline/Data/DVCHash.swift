@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ServalRegistry
 
 /// DVC 3's content hashes (`hash: md5` in a `.dvc` file): the md5 of a file's bytes exactly as they are (DVC 3
 /// no longer turns CRLF into LF first), and for a directory the md5 of its `.dir` manifest, with `.dir` appended.
@@ -42,12 +43,12 @@ public enum DVCHash {
             hasher.update(data: data)
             size += data.count
         }
-        return File(md5: hex(hasher.finalize()), size: size)
+        return File(md5: FileDigest.hex(hasher.finalize()), size: size)
     }
 
     /// The md5 of `data`, as 32 hex digits.
     public static func bytes(_ data: Data) -> String {
-        hex(Insecure.MD5.hash(data: data))
+        FileDigest.hex(Insecure.MD5.hash(data: data))
     }
 
     /// Every regular file below `url` (following links to files; skipping `.git`, `.hg` and `.dvc` folders, as DVC
@@ -116,10 +117,6 @@ public enum DVCHash {
             }
         }
         return text + "\""
-    }
-
-    static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        digest.map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ServalWire
 
 /// One run of a pipeline as the store keeps it and `/v2/pipelines/{name}/runs/{id}` shows it: what started it,
 /// each step with its status, duration, log and output hashes, the data hashes, the candidates' and champion's
@@ -131,19 +132,7 @@ public struct PipelineRunRecord: Codable, Sendable, Equatable {
         do {
             return try JSONDecoder().decode(PipelineRunRecord.self, from: data)
         } catch let error as DecodingError {
-            throw PipelineError("not a pipeline run record: \(PipelineRunRecord.describe(error))")
-        }
-    }
-
-    static func describe(_ error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String {
-            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-        }
-        switch error {
-        case .keyNotFound(let key, let context): return "field '\((path(context).isEmpty ? "" : path(context) + "."))\(key.stringValue)' is required"
-        case .typeMismatch(_, let context), .valueNotFound(_, let context): return "field '\(path(context))': \(context.debugDescription)"
-        case .dataCorrupted(let context): return path(context).isEmpty ? context.debugDescription : "field '\(path(context))': \(context.debugDescription)"
-        @unknown default: return "\(error)"
+            throw PipelineError("not a pipeline run record: \(error.fieldDescription)")
         }
     }
 }

@@ -60,28 +60,21 @@ public struct PipelineRunner: Sendable {
 
     /// Runs every step and returns the final record (also saved). It does not throw: a failure is in the record.
     public func run() async -> PipelineRunRecord {
-        var state = RunState(record: PipelineRunRecord(id: options.runId, pipeline: definition.name, model: definition.model,
-                                                       trigger: options.trigger, startedAt: StoreClock.timestamp(now())))
+        var record = PipelineRunRecord(id: options.runId, pipeline: definition.name, model: definition.model,
+                                       trigger: options.trigger, startedAt: StoreClock.timestamp(now()))
         do {
-            try await registry.save(state.record)
-            try await steps(&state)
+            try await registry.save(record)
+            try await steps(&record)
         } catch let failure as StepFailure {
-            state.record.status = failure.blocked ? .blocked : .failed
-            state.record.error = failure.message
+            record.status = failure.blocked ? .blocked : .failed
+            record.error = failure.message
         } catch {
-            state.record.status = .failed
-            state.record.error = "\(error)"
+            record.status = .failed
+            record.error = "\(error)"
         }
-        state.record.endedAt = StoreClock.timestamp(now())
-        for index in state.record.steps.indices where state.record.steps[index].status == .ran && state.record.steps[index].durationSecs == nil {
-            state.record.steps[index].status = .failed
-        }
-        do { try await registry.save(state.record) } catch { echo("cannot save the run record: \(error)") }
-        return state.record
-    }
-
-    struct RunState {
-        var record: PipelineRunRecord
+        record.endedAt = StoreClock.timestamp(now())
+        do { try await registry.save(record) } catch { echo("cannot save the run record: \(error)") }
+        return record
     }
 
     /// A step that stopped the run; `blocked`: a gate, not an error.
@@ -91,15 +84,15 @@ public struct PipelineRunner: Sendable {
         var description: String { message }
     }
 
-    private func steps(_ state: inout RunState) async throws {
+    private func steps(_ record: inout PipelineRunRecord) async throws {
         try FileManager.default.createDirectory(at: runFolder, withIntermediateDirectories: true)
 
         // data: hash and version every input.
-        let data = try await step("data", &state) { _ in
+        let data = try await step("data", &record) { _ in
             let inputs = try self.versionData()
             return (inputs, Dictionary(uniqueKeysWithValues: inputs.map { ($0.name, $0.md5) }), nil)
         }
-        state.record.data = data
+        record.data = data
         let deps = try hashDeps()
         guard let evalData = data.first(where: { $0.name == "eval" }) else {
             throw StepFailure(message: "data.eval: the evaluate step needs a data entry named 'eval' (found \(data.map(\.name).joined(separator: ", ")))")
@@ -107,7 +100,7 @@ public struct PipelineRunner: Sendable {
 
         // train: one candidate per matrix combination.
         let candidates = definition.candidates
-        let trained = try await train(candidates, data: data, deps: deps, &state)
+        let trained = try await train(candidates, data: data, deps: deps, &record)
 
         // A rerun with every input unchanged (each candidate and its evaluation cached), whose candidate is
         // already registered, does nothing more.
@@ -115,13 +108,13 @@ public struct PipelineRunner: Sendable {
            trained.allSatisfy({ cache.value([String: Double].self, "evaluate", evaluateKey($0.sha256, eval: evalData)) != nil }) {
             for candidate in trained {
                 if let version = try await registry.version(definition.model, sha256: candidate.sha256) {
-                    for index in state.record.steps.indices { state.record.steps[index].status = .skipped }
-                    state.record.steps[0].detail = "data unchanged"
+                    for index in record.steps.indices { record.steps[index].status = .skipped }
+                    record.steps[0].detail = "data unchanged"
                     for name in ["evaluate", "register", "deploy"] {
-                        state.record.steps.append(.init(name: name, status: .skipped, detail: "candidate already registered as v\(version)"))
+                        record.steps.append(.init(name: name, status: .skipped, detail: "candidate already registered as v\(version)"))
                     }
-                    state.record.status = .unchanged
-                    state.record.registeredVersion = version
+                    record.status = .unchanged
+                    record.registeredVersion = version
                     echo("unchanged: every input is as in a cached run, and its candidate is already registered as \(definition.model) v\(version)")
                     return
                 }
@@ -136,7 +129,7 @@ public struct PipelineRunner: Sendable {
             try champion.file.write(to: file)
             championFile = file
         }
-        let evaluated = try await step("evaluate", &state) { (stepStatus: inout PipelineRunRecord.Step.Status) -> ([[EvaluationMetric: Double]], [String: String], String?) in
+        let evaluated = try await step("evaluate", &record) { (stepStatus: inout PipelineRunRecord.Step.Status) -> ([[EvaluationMetric: Double]], [String: String], String?) in
             var all: [[EvaluationMetric: Double]] = []
             var cachedCount = 0
             for candidate in trained {
@@ -150,11 +143,11 @@ public struct PipelineRunner: Sendable {
         var championMetrics: [EvaluationMetric: Double]?
         if let champion, let championFile {
             championMetrics = try evaluate(championFile, sha256: FileDigest.sha256(of: champion.file), eval: evalData).metrics
-            state.record.championVersion = champion.version
-            state.record.championMetrics = championMetrics?.named
+            record.championVersion = champion.version
+            record.championMetrics = championMetrics?.named
         }
         for (index, candidate) in trained.enumerated() {
-            state.record.candidates.append(.init(params: candidate.params.mapValues(\.text), sha256: candidate.sha256, metrics: evaluated[index].named))
+            record.candidates.append(.init(params: candidate.params.mapValues(\.text), sha256: candidate.sha256, metrics: evaluated[index].named))
         }
         let primary = definition.evaluate.metrics[0]
         let best = evaluated.indices.max { first, second in
@@ -168,34 +161,34 @@ public struct PipelineRunner: Sendable {
 
         // quantize: kept only within the distance and through the gates.
         if let quantize = definition.quantize, quantize.enabled {
-            if let int8 = try await quantizeStep(quantize, chosen.file, sha256: chosen.sha256, eval: evalData, champion: championMetrics, &state) {
+            if let int8 = try await quantizeStep(quantize, chosen.file, sha256: chosen.sha256, eval: evalData, champion: championMetrics, &record) {
                 chosen.file = int8.file
                 chosen.sha256 = int8.sha256
                 chosen.metrics = int8.metrics
-                state.record.quantized = true
+                record.quantized = true
             } else {
-                state.record.quantized = false
+                record.quantized = false
             }
         }
-        state.record.metrics = chosen.metrics.named
+        record.metrics = chosen.metrics.named
 
         // gates.
         let verdicts = Gates.check(definition.evaluate.gates, candidate: chosen.metrics, champion: championMetrics)
-        state.record.gates = verdicts.map {
+        record.gates = verdicts.map {
             .init(metric: $0.metric.rawValue, rule: $0.rule, candidate: $0.candidate.isFinite ? $0.candidate : nil,
                   champion: $0.champion.flatMap { $0.isFinite ? $0 : nil }, outcome: $0.outcome.rawValue)
         }
         echo(Gates.table(verdicts))
         if let failed = verdicts.first(where: { $0.outcome == .failed }) {
-            for name in ["register", "deploy"] { state.record.steps.append(.init(name: name, status: .skipped, detail: "a gate failed")) }
+            for name in ["register", "deploy"] { record.steps.append(.init(name: name, status: .skipped, detail: "a gate failed")) }
             throw StepFailure(message: "gate failed: \(failed.metric.rawValue) \(failed.rule) (candidate \(failed.candidate.isFinite ? String(failed.candidate) : "-")"
                                   + (failed.champion.map { ", champion \($0)" } ?? "") + "); nothing registered", blocked: true)
         }
 
         // register, with lineage.
         let bytes = try Data(contentsOf: chosen.file)
-        let quantized = state.record.quantized == true
-        let version = try await step("register", &state) { _ in
+        let quantized = record.quantized == true
+        let version = try await step("register", &record) { _ in
             if let existing = try await self.registry.version(self.definition.model, sha256: chosen.sha256) {
                 return (existing, ["sha256": chosen.sha256], "already registered as v\(existing)")
             }
@@ -205,41 +198,41 @@ public struct PipelineRunner: Sendable {
             self.echo("registered \(self.definition.model) v\(version) (sha256 \(chosen.sha256.prefix(12)))")
             return (version, ["sha256": chosen.sha256], nil)
         }
-        state.record.registeredVersion = version
+        record.registeredVersion = version
 
         // deploy.
         let deployment = Deployment.plan(definition.deploy, version: version, hasChampion: champion != nil && champion?.version != version)
-        try await step("deploy", &state) { _ in
+        try await step("deploy", &record) { _ in
             try await self.registry.apply(self.definition.model, deployment)
             self.echo("deployed: \(deployment.description)")
             return ((), [:], deployment.description)
         }
-        state.record.deployment = deployment.description
-        state.record.status = .succeeded
+        record.deployment = deployment.description
+        record.status = .succeeded
     }
 
     // MARK: - Steps
 
     /// Runs `body` as a recorded step: started, duration, outputs, and failed when it throws. `body` may set the
     /// status (to cached) through its argument.
-    private func step<T>(_ name: String, _ state: inout RunState,
+    private func step<T>(_ name: String, _ record: inout PipelineRunRecord,
                          _ body: (inout PipelineRunRecord.Step.Status) async throws -> (T, [String: String], String?)) async throws -> T {
         let started = now()
-        state.record.steps.append(.init(name: name, status: .ran, startedAt: StoreClock.timestamp(started)))
-        let index = state.record.steps.count - 1
-        try? await registry.save(state.record)
+        record.steps.append(.init(name: name, status: .ran, startedAt: StoreClock.timestamp(started)))
+        let index = record.steps.count - 1
+        try? await registry.save(record)
         var status = PipelineRunRecord.Step.Status.ran
         do {
             let (value, outputs, detail) = try await body(&status)
-            state.record.steps[index].status = status
-            state.record.steps[index].durationSecs = now().timeIntervalSince(started)
-            state.record.steps[index].outputs = outputs.isEmpty ? nil : outputs
-            state.record.steps[index].detail = detail
+            record.steps[index].status = status
+            record.steps[index].durationSecs = now().timeIntervalSince(started)
+            record.steps[index].outputs = outputs.isEmpty ? nil : outputs
+            record.steps[index].detail = detail
             return value
         } catch {
-            state.record.steps[index].status = .failed
-            state.record.steps[index].durationSecs = now().timeIntervalSince(started)
-            state.record.steps[index].detail = "\(error)"
+            record.steps[index].status = .failed
+            record.steps[index].durationSecs = now().timeIntervalSince(started)
+            record.steps[index].detail = "\(error)"
             throw error
         }
     }
@@ -301,12 +294,12 @@ public struct PipelineRunner: Sendable {
     }
 
     private func train(_ candidates: [[String: ParameterValue]], data: [PipelineRunRecord.DataInput], deps: [(path: String, md5: String)],
-                       _ state: inout RunState) async throws -> [Trained] {
+                       _ record: inout PipelineRunRecord) async throws -> [Trained] {
         let started = now()
         let names = candidates.map { candidates.count == 1 ? "train" : "train[\(Self.describe($0))]" }
-        let first = state.record.steps.count
-        for name in names { state.record.steps.append(.init(name: name, status: .ran, startedAt: StoreClock.timestamp(started))) }
-        try? await registry.save(state.record)
+        let first = record.steps.count
+        for name in names { record.steps.append(.init(name: name, status: .ran, startedAt: StoreClock.timestamp(started))) }
+        try? await registry.save(record)
         var results = [Result<Trained, Error>?](repeating: nil, count: candidates.count)
         var durations = [Double](repeating: 0, count: candidates.count)
         await withTaskGroup(of: (Int, Result<Trained, Error>, Double).self) { group in
@@ -335,18 +328,18 @@ public struct PipelineRunner: Sendable {
         var trained: [Trained] = []
         var failures: [String] = []
         for (index, result) in results.enumerated() {
-            let record = first + index
-            state.record.steps[record].durationSecs = durations[index]
-            state.record.steps[record].log = runFolder.appendingPathComponent("\(Self.fileName(names[index])).log").path
+            let step = first + index
+            record.steps[step].durationSecs = durations[index]
+            record.steps[step].log = logFile(names[index]).path
             switch result {
             case .success(let candidate):
-                state.record.steps[record].status = candidate.cached ? .cached : .ran
-                state.record.steps[record].outputs = ["model_sha256": candidate.sha256]
-                if candidate.cached { state.record.steps[record].detail = "inputs unchanged: the cached candidate is reused" }
+                record.steps[step].status = candidate.cached ? .cached : .ran
+                record.steps[step].outputs = ["model_sha256": candidate.sha256]
+                if candidate.cached { record.steps[step].detail = "inputs unchanged: the cached candidate is reused" }
                 trained.append(candidate)
             case .failure(let error):
-                state.record.steps[record].status = .failed
-                state.record.steps[record].detail = "\(error)"
+                record.steps[step].status = .failed
+                record.steps[step].detail = "\(error)"
                 failures.append("\(names[index]): \(error)")
             case nil:
                 failures.append("\(names[index]): did not run")
@@ -356,14 +349,15 @@ public struct PipelineRunner: Sendable {
         return trained
     }
 
-    static func fileName(_ step: String) -> String {
-        String(step.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" })
+    /// A step's log file in the run folder, named after the step.
+    func logFile(_ step: String) -> URL {
+        runFolder.appendingPathComponent(String(step.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }) + ".log")
     }
 
     private func trainOne(_ candidate: [String: ParameterValue], index: Int, name: String, data: [PipelineRunRecord.DataInput],
                           deps: [(path: String, md5: String)]) async throws -> Trained {
         let key = trainKey(candidate, data: data, deps: deps)
-        let log = runFolder.appendingPathComponent("\(Self.fileName(name)).log")
+        let log = logFile(name)
         if !options.force, let cached = cache.model("train", key) {
             try Data("cached: inputs unchanged (key \(key))\n".utf8).write(to: log)
             echo("[\(name)] cached: inputs unchanged")
@@ -432,9 +426,9 @@ public struct PipelineRunner: Sendable {
     /// The int8 model, when it stays within the distance on the calibration rows and passes the gates; nil
     /// keeps the float model, with the reason in the step's detail.
     private func quantizeStep(_ settings: PipelineDefinition.Quantize, _ model: URL, sha256: String, eval: PipelineRunRecord.DataInput,
-                              champion: [EvaluationMetric: Double]?, _ state: inout RunState) async throws
+                              champion: [EvaluationMetric: Double]?, _ record: inout PipelineRunRecord) async throws
         -> (file: URL, sha256: String, metrics: [EvaluationMetric: Double])? {
-        try await step("quantize", &state) { _ in
+        try await step("quantize", &record) { _ in
             let calibrationPath = try settings.calibration.map { try Substitution.substitute($0, self.definition.data.reduce(into: [:]) { $0["data.\($1.name)"] = $1.path }) }
                 ?? eval.path
             let calibration = self.folder.appendingPathComponent(calibrationPath)
@@ -459,9 +453,7 @@ public struct PipelineRunner: Sendable {
                   let b = candidate.predictions.probabilities ?? candidate.predictions.values, a.count == b.count else {
                 return (nil, [:], "float model kept: the model gives no probabilities or values to compare")
             }
-            let dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
-            let norms = (a.reduce(0) { $0 + $1 * $1 }).squareRoot() * (b.reduce(0) { $0 + $1 * $1 }).squareRoot()
-            let distance = 1 - dot / max(norms, .leastNormalMagnitude)
+            let distance = ModelQuantizer.cosineDistance(a, b)
             let int8SHA = try FileDigest.sha256(of: quantized).hex
             guard distance <= settings.maxCosineDistance else {
                 return (nil, ["int8_sha256": int8SHA], String(format: "float model kept: cosine distance %.3g > max_cosine_distance %g", distance, settings.maxCosineDistance))

@@ -92,20 +92,28 @@ public actor PipelineService {
         }
         let decision = policy.decide(trigger, now: now())
         policies[name] = policy
+        return (decision, try await carryOut(decision, pipeline, actor: actor, details: details))
+    }
+
+    /// Starts the run a decision allows (a failed start frees the pipeline again), records the decision in the
+    /// model's history either way, and returns the run's id when one started.
+    @discardableResult
+    private func carryOut(_ decision: TriggerPolicy.Decision, _ pipeline: Loaded, actor: String, details: [String: JSONDocument]) async throws -> String? {
         var runId: String?
+        var failure: Error?
         if decision.start {
             let id = PipelineRunner.newRunId(Date(timeIntervalSince1970: now()))
-            runId = id
             do {
-                try await start(pipeline, runId: id, trigger: trigger.description)
+                try await start(pipeline, runId: id, trigger: decision.trigger.description)
+                runId = id
             } catch {
-                policies[name]?.finished()
-                try await audit(pipeline, decision, runId: nil, actor: actor, details: details)
-                throw error
+                policies[pipeline.definition.name]?.finished()
+                failure = error
             }
         }
         try await audit(pipeline, decision, runId: runId, actor: actor, details: details)
-        return (decision, runId)
+        if let failure { throw failure }
+        return runId
     }
 
     private func audit(_ pipeline: Loaded, _ decision: TriggerPolicy.Decision, runId: String?, actor: String, details extra: [String: JSONDocument]) async throws {
@@ -142,18 +150,11 @@ public actor PipelineService {
             let due = policy.tick(now: now())
             policies[name] = policy
             guard let decision = due else { continue }
-            var runId: String?
-            if decision.start {
-                let id = PipelineRunner.newRunId(Date(timeIntervalSince1970: now()))
-                do {
-                    try await start(pipeline, runId: id, trigger: decision.trigger.description)
-                    runId = id
-                } catch {
-                    policies[name]?.finished()
-                    logger.error("cannot start a pipeline run", metadata: ["pipeline": "\(name)", "error": "\(error)"])
-                }
+            do {
+                try await carryOut(decision, pipeline, actor: Actor.pipeline, details: [:])
+            } catch {
+                logger.error("cannot start a pipeline run", metadata: ["pipeline": "\(name)", "error": "\(error)"])
             }
-            try await audit(pipeline, decision, runId: runId, actor: Actor.pipeline, details: [:])
         }
     }
 

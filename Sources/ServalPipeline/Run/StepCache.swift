@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ServalRegistry
 
 /// What a pipeline's steps produced, keyed by the hash of everything each step reads, as `dvc repro`'s run cache
 /// does: a step whose inputs (data hashes, params, deps hashes, its command, upstream outputs) hash to a key seen
@@ -16,7 +17,7 @@ public struct StepCache: Sendable {
             // Length-prefixed, so no two different part lists hash the same text.
             hasher.update(data: Data("\(name.utf8.count):\(name)\(value.utf8.count):\(value)".utf8))
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return FileDigest.hex(hasher.finalize())
     }
 
     public func folder(_ step: String, _ key: String) -> URL {

@@ -26,6 +26,11 @@ public struct ModelRepository: Sendable {
 
     public init(root: URL) { self.root = root }
 
+    /// Where a version's model file is: `ROOT/<model>/<version>/model.onnx`.
+    public func modelFile(_ model: String, version: Int) -> URL {
+        root.appendingPathComponent(model).appendingPathComponent(String(version)).appendingPathComponent("model.onnx")
+    }
+
     /// Reads the repository; a missing root is an error, a broken model folder is reported in its entry.
     public func scan() throws -> [Entry] {
         let manager = FileManager.default
