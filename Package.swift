@@ -164,7 +164,13 @@ let package = Package(
         .testTarget(name: "ServalMonitorTests", dependencies: ["ServalMonitor", "ServalServing", "ServalStore", "ServalWire", "ServalTensor", "ServalTestSupport"]),
         .testTarget(name: "ServalJobsTests", dependencies: ["ServalJobs", "ServalWire", "ServalStore", "ServalRegistry", "ServalTestSupport", "ServalEngine", "ServalONNX", "ServalTensor"]),
         .testTarget(name: "ServalPipelineTests", dependencies: ["ServalPipeline", "ServalStore", "ServalRegistry", "ServalMonitor", "ServalTestSupport"]),
-        .testTarget(name: "ServalServingTests", dependencies: ["ServalServing", "ServalWire", "ServalRegistry", "ServalEngine", "ServalTensor"]),
+        .testTarget(
+            name: "ServalServingTests",
+            dependencies: [
+                "ServalServing", "ServalWire", "ServalRegistry", "ServalEngine", "ServalTensor", "ServalONNX", "ServalTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .testTarget(
             name: "ServalHTTPTests",
             dependencies: [

@@ -84,4 +84,21 @@ if grep -q "cpus=1 sources=.*affinity 1" "$work/taskset.log"; then
 else
   echo "FAIL taskset -c 0: $(grep "cpu budget" "$work/taskset.log")"; failures=$((failures + 1))
 fi
+# serval tune: its errors name the flag; --quick on iris sweeps and recommends (JSON in the documented shape).
+expect_error "tune of an unknown model" "no model 'nope' in examples/models" "$serval" tune --model-repository examples/models --model nope --quick
+expect_error "tune with a bad concurrency" "--concurrency takes positive integers separated by commas, e.g. 1,4,16, got '1,x'" \
+  "$serval" tune --model-repository examples/models --model iris --concurrency 1,x
+if "$serval" tune --model-repository examples/models --model iris --quick --json >"$work/tune.json" 2>"$work/tune.log" && python3 - "$work/tune.json" <<'PY'
+import json, sys
+result = json.load(open(sys.argv[1]))
+configs, best = result["configs"], result["recommendation"]
+assert len(configs) == 8, len(configs)  # 2 layouts x (no batching, batch 32) x concurrency 1 and 16
+for row in configs:
+    assert set(row) == {"config", "concurrency", "throughput_rps", "p50_ms", "p99_ms", "cpu_us_per_request"}, row
+    assert row["config"]["instance_count"] * row["config"]["threads_per_instance"] <= 2 and row["throughput_rps"] > 0, row
+assert best["within_budget"] and best["p99_ms"] <= 10 and best["per_replica_capacity_rps"] == int(best["throughput_rps"] * 0.8), best
+assert best["throughput_rps"] == max(r["throughput_rps"] for r in configs if r["p99_ms"] <= 10), best
+print(f"ok   serval tune --quick on iris recommends {best['config']} at {best['throughput_rps']:.0f} req/s, p99 {best['p99_ms']} ms")
+PY
+then :; else echo "FAIL serval tune --quick on iris: $(tail -5 "$work/tune.log") $(head -c 400 "$work/tune.json")"; failures=$((failures + 1)); fi
 [ "$failures" -eq 0 ] || { echo "$failures CLI check(s) failed"; exit 1; }

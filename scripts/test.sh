@@ -105,6 +105,9 @@ echo "== Data versions: serval data against the real dvc (each reads what the ot
 echo "== Retraining pipeline end to end: manual run, alert-triggered retrain, champion comparison, canary promoted, cooldown, gate"
 .venv/bin/python scripts/e2e/pipeline.py "$serval"
 
+echo "== Scale to zero: idle unload and lazy reload, the bounded cold-start queue, the memory budget's evictions"
+.venv/bin/python scripts/e2e/residency.py "$serval"
+
 echo "== Three replicas on one PostgreSQL behind nginx: pointer changes everywhere in 2 s, jobs exactly once across kill -9, a rolling restart with 0 failures, metrics that add up"
 scripts/scale/replicas.sh "$serval"
 

@@ -8,7 +8,11 @@ import ServalWire
 /// (the KServe/Triton and TF Serving conventions agree on these).
 enum ErrorResponses {
     static func response(_ error: Error) -> Response {
-        if let serving = error as? ServingError { return json(HTTPResponse.Status(code: serving.httpStatus), message: serving.message) }
+        if let serving = error as? ServingError {
+            var response = json(HTTPResponse.Status(code: serving.httpStatus), message: serving.message)
+            if let seconds = serving.retryAfterSeconds { response.headers[.retryAfter] = String(seconds) }
+            return response
+        }
         if let job = error as? JobError { return json(HTTPResponse.Status(code: job.status), message: job.message) }
         if let monitor = error as? MonitorError {
             let status: HTTPResponse.Status = switch monitor.kind {

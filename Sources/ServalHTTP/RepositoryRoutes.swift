@@ -28,6 +28,7 @@ struct RepositoryRoutes {
                 }
                 json.raw(",\"state\":\"\(entry.state.rawValue)\",\"reason\":")
                 json.string(entry.reason)
+                if let bytes = entry.memoryBytes { json.raw(",\"memory_bytes\":\(bytes)") }
                 json.raw("}")
             }
             json.raw("]")

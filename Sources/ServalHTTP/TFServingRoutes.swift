@@ -78,14 +78,16 @@ struct TFServingRoutes {
             if index > 0 { json.raw(",") }
             let state: String
             switch row.state {
-            case .ready: state = "AVAILABLE"
+            // A version unloaded to free memory is AVAILABLE: its next request loads it again.
+            case .ready, .unloaded: state = "AVAILABLE"
             case .loading: state = "LOADING"
             case .unavailable: state = "END"
             }
+            let failed = row.state == .unavailable
             json.raw("{\"version\":")
             json.string(row.version)
-            json.raw(",\"state\":\"\(state)\",\"status\":{\"error_code\":\"\(row.reason.isEmpty ? "OK" : "UNAVAILABLE")\",\"error_message\":")
-            json.string(row.reason)
+            json.raw(",\"state\":\"\(state)\",\"status\":{\"error_code\":\"\(failed ? "UNAVAILABLE" : "OK")\",\"error_message\":")
+            json.string(failed ? row.reason : "")
             json.raw("}}")
         }
         json.raw("]}")

@@ -12,9 +12,10 @@ public struct ONNXModel: Sendable {
     public let metadata: [String: String]
 
     /// Loads a model file; external tensor data is resolved relative to the file's folder.
-    public init(contentsOf url: URL) throws {
+    /// `fileRead` is called once the file's bytes are in memory, before they are parsed (load-time breakdowns).
+    public init(contentsOf url: URL, fileRead: () -> Void = {}) throws {
         // The file's bytes are dropped once parsed, before the weights are decoded (peak memory: two copies, not three).
-        let proto = try Self.parse(try Self.read(url))
+        let proto = try Self.parse(try { let data = try Self.read(url); fileRead(); return data }())
         try self.init(proto: proto, baseDirectory: url.deletingLastPathComponent())
     }
 

@@ -58,6 +58,10 @@ public struct ServerOptions: Sendable {
     public var pipelineScheduleInterval: Duration? = .seconds(1)
     /// Tests wrap each version's executor to hold batches in flight.
     public var executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)?
+    /// The memory budget and cold-start queue (`--model-memory-limit`, `--cold-start-max-pending`, `--cold-start-timeout-secs`).
+    public var residency = ModelManager.Residency()
+    /// How often idle versions are unloaded and the memory budget trimmed (nil: never, for tests that sweep themselves).
+    public var residencySweepInterval: Duration? = .seconds(1)
 
     public init(repository: URL, dataDirectory: URL, http: HTTPConfiguration = HTTPConfiguration(), grpc: GRPCConfiguration? = GRPCConfiguration()) {
         self.repository = repository
@@ -106,8 +110,8 @@ public final class ServalServer: Sendable {
         logger.info("state store", metadata: ["location": "\(store.location)"])
         registry = try await Registry(store: store)
         let manager = ModelManager(
-            repository: ModelRepository(root: options.repository), mode: options.controlMode, pins: registry.table, logger: logger,
-            executorWrapper: options.executorWrapper)
+            repository: ModelRepository(root: options.repository), mode: options.controlMode, pins: registry.table, residency: options.residency,
+            logger: logger, executorWrapper: options.executorWrapper)
         let monitor = try await Monitor(
             manager: manager, repositoryRoot: options.repository, registry: registry, externalURL: "http://\(options.http.host):\(options.http.port)",
             webhookSecret: options.webhookSecret ?? "", seriesInterval: options.monitoringResolution, logger: logger)
@@ -154,6 +158,10 @@ public final class ServalServer: Sendable {
             background.append(PeriodicService(name: "pipeline schedules", interval: interval, logger: logger) { try await pipelines.tick() })
         }
         if !pipelines.pipelines.isEmpty { background.append(PipelineService.StopOnShutdown(pipelines)) }
+        if let interval = options.residencySweepInterval {
+            // Idle unload and the memory budget's trim: a scan of the loaded versions, on the manager's actor.
+            background.append(PeriodicService(name: "model residency", interval: interval, logger: logger) { await manager.sweep() })
+        }
         if options.controlMode == .poll {
             background.append(PeriodicService.repositoryPoller(lifecycle, interval: options.repositoryPollInterval, logger: logger))
         }

@@ -28,10 +28,13 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
     /// True when the server, not the caller, is at fault: what a traffic guard counts as an error. Internal,
     /// unavailable, overloaded and timed-out requests are; so are engine failures on inputs that passed validation.
     public let isServerFault: Bool
+    /// Seconds after which a retry may succeed (HTTP `Retry-After`), for refusals that are momentary.
+    public let retryAfterSeconds: Int?
 
-    public init(_ kind: Kind, _ message: String, serverFault: Bool? = nil) {
+    public init(_ kind: Kind, _ message: String, serverFault: Bool? = nil, retryAfterSeconds: Int? = nil) {
         self.kind = kind
         self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
         self.isServerFault = serverFault ?? [.internalError, .unavailable, .resourceExhausted, .deadlineExceeded].contains(kind)
     }
 

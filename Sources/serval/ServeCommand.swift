@@ -44,6 +44,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("http-max-input-size"), help: "Largest request body in bytes.")
     var httpMaxInputSize = 64 * 1024 * 1024
 
+    @Option(name: .customLong("model-memory-limit"), help: "Bytes all loaded model versions may hold together (e.g. 2GB, 512Mi); least recently used idle versions are unloaded to make room. Default: no limit.")
+    var modelMemoryLimit: String?
+
+    @Option(name: .customLong("cold-start-max-pending"), help: "Requests that may wait for one version's cold start (load after an idle unload); beyond it, 503 with Retry-After.")
+    var coldStartMaxPending = 64
+
+    @Option(name: .customLong("cold-start-timeout-secs"), help: "Seconds a request waits for a cold start before it gets 503 with Retry-After.")
+    var coldStartTimeoutSecs = 30.0
+
     @Option(name: .customLong("log-format"), help: "text or json.")
     var logFormat = "text"
 
@@ -88,6 +97,12 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--registry-webhook needs --registry-webhook-secret-file (the key deliveries are signed with)")
         }
         guard grpcPort >= 0, grpcPort <= 65535, httpPort >= 0, httpPort <= 65535 else { throw ValidationError("ports must be 0-65535") }
+        if let limit = modelMemoryLimit, ByteCount.parse(limit) == nil || ByteCount.parse(limit)! <= 0 {
+            throw ValidationError("--model-memory-limit must be a positive size such as 2GB, 512Mi or 1073741824, got '\(limit)'")
+        }
+        guard coldStartMaxPending >= 0, coldStartTimeoutSecs > 0 else {
+            throw ValidationError("--cold-start-max-pending must be 0 or more and --cold-start-timeout-secs positive")
+        }
         try jobs.validate()
     }
 
@@ -114,6 +129,8 @@ struct ServeCommand: AsyncParsableCommand {
         options.pipelinesDirectory = pipelines.map { URL(fileURLWithPath: $0).standardizedFileURL }
         options.registryWebhooks = registryWebhook
         if let file = registryWebhookSecretFile { options.webhookSecret = try JobOptions.secret(file, flag: "--registry-webhook-secret-file") }
+        options.residency = ModelManager.Residency(
+            memoryLimit: modelMemoryLimit.flatMap(ByteCount.parse), coldStartMaxPending: coldStartMaxPending, coldStartTimeout: coldStartTimeoutSecs)
         try jobs.apply(to: &options)
         let cpus = CPUBudget.limits()
         logger.info("cpu budget", metadata: ["cpus": "\(cpus.budget)", "sources": "\(cpus)"])

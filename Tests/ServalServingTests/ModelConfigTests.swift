@@ -14,4 +14,12 @@ import Testing
             try ModelConfig.parse("max_batch_size: lots", file: "m/config.yaml")
         } throws: { "\($0)".contains("m/config.yaml") && "\($0)".contains("max_batch_size") }
     }
+
+    @Test func idleUnloadSecondsAreReadAndANegativeValueIsRefused() throws {
+        #expect(try ModelConfig.parse("idle_unload_secs: 300\n", file: "m/config.yaml").idleUnloadSecs == 300)
+        #expect(try ModelConfig.parse("max_batch_size: 8\n", file: "m/config.yaml").idleUnloadSecs == nil)
+        #expect {
+            try ModelConfig.parse("idle_unload_secs: -1", file: "m/config.yaml")
+        } throws: { "\($0)" == "m/config.yaml: idle_unload_secs must be a number of seconds ≥ 0 (0: never unload), got -1.0" }
+    }
 }

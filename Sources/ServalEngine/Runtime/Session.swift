@@ -58,6 +58,14 @@ public final class Session: Sendable {
     /// The op types the plan for these feeds runs, in order (after shape specialisation), for inspection and tests.
     public func steps(for feeds: [String: Value]) -> [String] { plan(for: feeds).steps.map(\.node.qualifiedOpType) }
 
+    /// Bytes this session keeps resident now: weights, what kernels packed or converted at load, specialised plans'
+    /// folded constants, and the buffers its pools keep between runs (`MemoryFootprint`). Walks every kernel once:
+    /// call it at load, not per request.
+    public func residentBytes() -> Int {
+        let pooled = idlePools.withLock { pools in pools.reduce(0) { $0 + $1.idleBytes } }
+        return MemoryFootprint.bytes(graph: optimizedGraph, plans: [plan] + (shapePlans?.plans ?? []), pooledBytes: pooled)
+    }
+
     /// How many shape-specialised plans are cached now.
     public var specialisedPlanCount: Int { shapePlans?.count ?? 0 }
 
@@ -205,6 +213,7 @@ final class ShapePlanCache: Sendable {
     }
 
     var count: Int { entries.withLock { $0.count } }
+    var plans: [ExecutionPlan] { entries.withLock { $0.map(\.plan) } }
 }
 
 /// Time spent per op type over one or more runs (`serval bench --profile`). Thread-safe.

@@ -170,7 +170,7 @@ public actor Monitor {
         var served: [String: ServedModel] = [:]
         for observation in observations where monitors[observation.model] != nil {
             let key = "\(observation.model)/\(observation.version)"
-            if served[key] == nil, let model = try? await manager.resolve(observation.model, version: observation.version) { served[key] = model }
+            if served[key] == nil, let model = try? await manager.resolve(observation.model, version: observation.version, wake: false) { served[key] = model }
         }
         var entries: [PayloadLog.Entry] = []
         entries.reserveCapacity(observations.count)

@@ -204,7 +204,8 @@ public actor ModelLifecycle {
             preloaded = target
         }
         var readyVersions: Set<Int> = []
-        for version in onDisk where await manager.state(model, version: version)?.name == .ready { readyVersions.insert(version) }
+        // A version unloaded to free memory counts: its next request loads it again.
+        for version in onDisk where (try? await manager.isAvailable(model, version: version)) == true { readyVersions.insert(version) }
         let ready = readyVersions
         let move: Registry.LabelMove
         do {
@@ -317,6 +318,11 @@ public actor ModelLifecycle {
             guard manager.repository.versionsOnDisk(model).contains(version) else { throw ServingError.notFound("model '\(model)' has no version '\(version)'") }
             state = try await manager.loadTransient(model, version: version)
             loadedForMove = true
+        }
+        if case .unloaded? = state {
+            // Unloaded to free memory: load it again (a cold start) so the label moves to a version that is READY.
+            _ = try await manager.resolve(model, version: version)
+            state = await manager.state(model, version: version)
         }
         guard let state, case .ready = state else {
             if loadedForMove { try? await manager.releaseTransient(model, version: version) }

@@ -18,14 +18,10 @@ public final class ServerState: Sendable {
     }
 
     /// Model readiness (KServe `ModelReady`): false while draining or while the version the selector resolves to
-    /// is not ready; an unknown model, version or label throws NOT_FOUND.
+    /// cannot serve (a version unloaded to free memory can: its next request loads it); an unknown model, version
+    /// or label throws NOT_FOUND.
     public func isReady(_ router: Router, model name: String, _ selector: ModelSelector) async throws -> Bool {
-        do {
-            _ = try await router.route(name, selector)
-            return !isDraining
-        } catch let error as ServingError where error.kind == .unavailable {
-            return false
-        }
+        try await router.isAvailable(name, selector) && !isDraining
     }
 }
 

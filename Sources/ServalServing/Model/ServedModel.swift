@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 import ServalEngine
 import ServalONNX
 import ServalTensor
@@ -22,13 +23,32 @@ public final class ServedModel: Sendable {
     let session: Session
     let batcher: DynamicBatcher
 
+    /// Bytes the version keeps resident, measured once it was loaded and warmed up: weights, packed copies, plans
+    /// and pooled buffers. What `--model-memory-limit` counts.
+    public let memoryBytes: Int
+    /// How long each phase of the load took.
+    public let loadPhases: LoadPhases
+    /// Requests in flight and the last time the version was asked for (idle unload and the memory budget).
+    public let usage = VersionUsage()
+
     /// Loads and compiles `file`, then warms it up (unless the config says not to).
     public init(
         name: String, version: Int, file: URL, config: ModelConfig, executor: (any BatchExecutor)? = nil,
         executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil
     ) throws {
+        var phases = LoadPhases()
+        let clock = ContinuousClock()
+        var mark = clock.now
+        func lap() -> Double {
+            let now = clock.now
+            defer { mark = now }
+            return (now - mark) / .seconds(1)
+        }
         let model: ONNXModel
-        do { model = try ONNXModel(contentsOf: file) } catch { throw ServingError.unavailable("\(name) version \(version): \(error)") }
+        do { model = try ONNXModel(contentsOf: file, fileRead: { phases.read = lap() }) } catch {
+            throw ServingError.unavailable("\(name) version \(version): \(error)")
+        }
+        phases.importing = lap()
         // instances × threads stay within the CPUs the cgroup grants, not the host's core count.
         let instanceCount = max(1, config.instanceCount ?? 1)
         let threads = CPUBudget.threadsPerInstance(requested: config.threadsPerInstance, instances: instanceCount, budget: CPUBudget.available())
@@ -36,6 +56,7 @@ public final class ServedModel: Sendable {
         do { session = try Session(graph: model.graph, options: SessionOptions(intraOpThreads: threads)) } catch {
             throw ServingError.unavailable("\(name) version \(version): \(error)")
         }
+        phases.optimise = lap()
         self.name = name
         self.version = version
         self.session = session
@@ -70,7 +91,10 @@ public final class ServedModel: Sendable {
         let sizes = effective.warmup == true ? Set(config.warmupBatchSizes ?? defaults).filter { $0 > 0 && $0 <= limit }.sorted() : []
         effective.warmupBatchSizes = sizes
         self.config = effective
-        for rows in sizes { try warmUp(rows: rows) }
+        for rows in sizes { try Self.warmUp(session: session, inputs: declaredInputs, model: name, version: version, rows: rows) }
+        phases.warmup = lap()
+        self.loadPhases = phases
+        self.memoryBytes = session.residentBytes()
     }
 
     static func metadata(_ info: ValueInfo) -> TensorMetadata {
@@ -85,7 +109,7 @@ public final class ServedModel: Sendable {
     }
 
     /// One run with zero inputs of `rows` rows (other variable dimensions 1), so real requests do not pay for it.
-    private func warmUp(rows: Int) throws {
+    private static func warmUp(session: Session, inputs: [TensorMetadata], model name: String, version: Int, rows: Int) throws {
         var feeds: [String: Value] = [:]
         for input in inputs {
             guard let dtype = DType(kserveName: input.datatype) else { continue }
@@ -127,6 +151,8 @@ public final class ServedModel: Sendable {
 
     /// `infer`, also telling where the request's time went in the batcher (for traces).
     public func inferTimed(_ request: InferenceRequest, priority: RequestPriority = .normal) async throws -> (response: InferenceResponse, timing: BatchTiming) {
+        usage.begin()
+        defer { usage.end() }
         do { try validate(request) } catch {
             statistics.recordRequest(success: false, totalNs: 0, queueNs: 0, failure: "invalid")
             throw error
@@ -157,6 +183,8 @@ public final class ServedModel: Sendable {
     /// Runs one request on the calling thread, outside the batcher and on one intra-op thread: for background work
     /// (shadow copies) that must neither queue beside the model's own traffic nor take the shared intra-op pool.
     public func inferInline(_ request: InferenceRequest) throws -> InferenceResponse {
+        usage.begin()
+        defer { usage.end() }
         try validate(request)
         let results: [String: Value]
         do {
@@ -172,6 +200,38 @@ public final class ServedModel: Sendable {
 
     /// Requests admitted and not yet finished (queued or running).
     public var pendingRequests: Int { get async { await batcher.pending } }
+}
+
+/// Seconds spent in each phase of loading a version: reading the file, importing it into the graph IR, optimising
+/// and compiling the plan, and warming it up.
+public struct LoadPhases: Sendable, Equatable {
+    public var read = 0.0
+    public var importing = 0.0
+    public var optimise = 0.0
+    public var warmup = 0.0
+
+    public init() {}
+
+    public var total: Double { read + importing + optimise + warmup }
+    /// (phase label, seconds), in load order.
+    public var named: [(phase: String, seconds: Double)] { [("read", read), ("import", importing), ("optimise", optimise), ("warmup", warmup)] }
+}
+
+/// What idle unload and the memory budget read about a loaded version: how many requests are in flight on it,
+/// and when (on the manager's clock) it was last resolved for a request. Two atomics, so the request path pays
+/// no lock.
+public final class VersionUsage: Sendable {
+    private let running = Atomic<Int>(0)
+    private let lastUsedBits = Atomic<UInt64>(0)
+
+    public init() {}
+
+    public var inFlight: Int { running.load(ordering: .relaxed) }
+    public func begin() { running.add(1, ordering: .relaxed) }
+    public func end() { running.subtract(1, ordering: .relaxed) }
+
+    public var lastUsed: Double { Double(bitPattern: lastUsedBits.load(ordering: .relaxed)) }
+    public func touch(_ time: Double) { lastUsedBits.store(time.bitPattern, ordering: .relaxed) }
 }
 
 /// How a request ranks in its model's batch queue: `background` work (async jobs) runs on capacity that

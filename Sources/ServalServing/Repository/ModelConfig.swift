@@ -18,6 +18,9 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var warmup: Bool?
     /// Batch sizes (rows) to warm up; default: 1, the preferred batch sizes and max_batch_size.
     public var warmupBatchSizes: [Int]?
+    /// Seconds a loaded version may go without requests before it is unloaded (weights freed); the next request
+    /// loads it again. Nil or 0: never (the default).
+    public var idleUnloadSecs: Double?
 
     public struct DynamicBatching: Sendable, Equatable, Codable {
         public var maxQueueDelayUs: Int?
@@ -42,6 +45,7 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         case maxBatchSize = "max_batch_size", inputs, outputs, dynamicBatching = "dynamic_batching"
         case instanceCount = "instance_count", threadsPerInstance = "threads_per_instance"
         case versionPolicy = "version_policy", versionLabels = "version_labels", warmup, warmupBatchSizes = "warmup_batch_sizes"
+        case idleUnloadSecs = "idle_unload_secs"
     }
 
     public init() {}
@@ -51,7 +55,13 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         do {
             // Whitespace or comments only: an empty document, every field derived.
             guard let node = try Yams.compose(yaml: text) else { return ModelConfig() }
-            return try YAMLDecoder().decode(ModelConfig.self, from: node)
+            let config = try YAMLDecoder().decode(ModelConfig.self, from: node)
+            if let idle = config.idleUnloadSecs, !(idle >= 0) || !idle.isFinite {
+                throw ServingError.invalidArgument("\(file): idle_unload_secs must be a number of seconds ≥ 0 (0: never unload), got \(idle)")
+            }
+            return config
+        } catch let error as ServingError {
+            throw error
         } catch {
             throw ServingError.invalidArgument("\(file): \(Self.describe(error))")
         }

@@ -87,8 +87,8 @@ public final class Router: Sendable {
                 }
                 var copies: [(target: String, model: ServedModel)] = []
                 for shadow in policy.shadow ?? [] where Double(random()) < shadow.percent {
-                    // A shadow that is not ready is skipped: it never delays or fails the primary.
-                    guard let number = pointers.version(of: shadow.target), let served = try? await manager.resolve(model, version: number) else { continue }
+                    // A shadow that is not loaded is skipped (never woken): it never delays or fails the primary.
+                    guard let number = pointers.version(of: shadow.target), let served = try? await manager.resolve(model, version: number, wake: false) else { continue }
                     copies.append((shadow.target.name, served))
                 }
                 return Route(model: model, primary: try await manager.resolve(model, version: version), shadows: copies, arm: chosen.target.name)
@@ -133,6 +133,30 @@ public final class Router: Sendable {
     public func observe(_ request: InferenceRequest, _ response: InferenceResponse, on route: Route, latency: Double) {
         observer?.observe(Observation(model: route.model, version: route.primary.version, arm: route.arm, request: request, response: response,
                                       latency: latency, time: Date().timeIntervalSince1970))
+    }
+
+    /// Whether `selector` resolves to a version that serves now or will on its next request (model readiness):
+    /// unlike `route`, it never starts a cold start. Under a traffic policy every arm's target must be available.
+    public func isAvailable(_ model: String, _ selector: ModelSelector) async throws -> Bool {
+        switch selector {
+        case .version(let number):
+            return try await manager.isAvailable(model, version: number)
+        case .label(let label):
+            guard let version = table.version(model, label: label) else {
+                _ = try await manager.isAvailable(model)
+                throw ServingError.notFound("model '\(model)' has no label '\(label)'")
+            }
+            return try await manager.isAvailable(model, version: version)
+        case .latest:
+            let pointers = table.pointers(model)
+            if let pointers, let policy = pointers.traffic {
+                for route in policy.routes {
+                    guard let version = pointers.version(of: route.target), try await manager.isAvailable(model, version: version) else { return false }
+                }
+                return true
+            }
+            return try await manager.isAvailable(model, version: pointers?.labels[Self.defaultLabel])
+        }
     }
 
     /// The version `selector` resolves to without requiring it to be ready (for status and readiness calls).
