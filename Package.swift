@@ -38,6 +38,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         // OTLP over gRPC only: the OTLP/HTTP trait would bring async-http-client for nothing (gRPC is built anyway).
@@ -103,7 +105,8 @@ let package = Package(
         .target(
             name: "ServalHTTP",
             dependencies: [
-                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs", "ServalMonitor", "ServalPipeline",
+                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs", "ServalMonitor", "ServalPipeline", "ServalAuth",
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -120,7 +123,7 @@ let package = Package(
         .target(
             name: "ServalGRPC",
             dependencies: [
-                "ServalServing", "ServalWire",
+                "ServalServing", "ServalWire", "ServalAuth",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -144,7 +147,7 @@ let package = Package(
         .executableTarget(
             name: "serval",
             dependencies: [
-                "ServalServer", "ServalWire", "ServalJobs", "ServalPipeline", "ServalStore",
+                "ServalServer", "ServalWire", "ServalAuth", "ServalJobs", "ServalPipeline", "ServalStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 "ServalONNX",
                 "ServalEngine",
@@ -159,6 +162,11 @@ let package = Package(
             ]
         ),
         .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalWire", "ServalTensor", "ServalStore"], path: "Tests/ServalTestSupport"),
+        .target(
+            name: "ServalAuth",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Yams", package: "Yams")]
+        ),
+        .testTarget(name: "ServalAuthTests", dependencies: ["ServalAuth", .product(name: "JWTKit", package: "jwt-kit")]),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry", "ServalTestSupport"]),
         .testTarget(name: "ServalMonitorTests", dependencies: ["ServalMonitor", "ServalServing", "ServalStore", "ServalWire", "ServalTensor", "ServalTestSupport"]),
@@ -174,7 +182,7 @@ let package = Package(
         .testTarget(
             name: "ServalHTTPTests",
             dependencies: [
-                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor", "ServalTestSupport",
+                "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor", "ServalTestSupport", "ServalAuth",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -182,7 +190,7 @@ let package = Package(
         .testTarget(
             name: "ServalGRPCTests",
             dependencies: [
-                "ServalGRPC", "ServalServing", "ServalServer", "ServalWire", "ServalTestSupport",
+                "ServalGRPC", "ServalServing", "ServalServer", "ServalWire", "ServalTestSupport", "ServalAuth",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

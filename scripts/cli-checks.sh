@@ -92,13 +92,28 @@ if "$serval" tune --model-repository examples/models --model iris --quick --json
 import json, sys
 result = json.load(open(sys.argv[1]))
 configs, best = result["configs"], result["recommendation"]
-assert len(configs) == 8, len(configs)  # 2 layouts x (no batching, batch 32) x concurrency 1 and 16
+distinct = {tuple(sorted(row["config"].items())) for row in configs}
+# 2 layouts x (no batching, batch 32), plus the model's current configuration, each at concurrency 1 and 16.
+assert len(distinct) in (4, 5) and len(configs) == 2 * len(distinct), len(configs)
 for row in configs:
     assert set(row) == {"config", "concurrency", "throughput_rps", "p50_ms", "p99_ms", "cpu_us_per_request"}, row
     assert row["config"]["instance_count"] * row["config"]["threads_per_instance"] <= 2 and row["throughput_rps"] > 0, row
 assert best["within_budget"] and best["p99_ms"] <= 10 and best["per_replica_capacity_rps"] == int(best["throughput_rps"] * 0.8), best
-assert best["throughput_rps"] == max(r["throughput_rps"] for r in configs if r["p99_ms"] <= 10), best
+fastest = max(r["throughput_rps"] for r in configs if r["p99_ms"] <= 10)
+# The fastest within budget, unless the current configuration is within 5% of it (then that stays).
+assert best["throughput_rps"] == fastest or best["throughput_rps"] * 1.05 >= fastest, (best, fastest)
 print(f"ok   serval tune --quick on iris recommends {best['config']} at {best['throughput_rps']:.0f} req/s, p99 {best['p99_ms']} ms")
 PY
 then :; else echo "FAIL serval tune --quick on iris: $(tail -5 "$work/tune.log") $(head -c 400 "$work/tune.json")"; failures=$((failures + 1)); fi
+# serval auth new-key: the key is printed once, and the auth.yaml line holds its SHA-256 (checked with Python's hashlib).
+expect_error "auth new-key with an unknown scope" "--scopes: unknown scope 'write'" "$serval" auth new-key app --scopes infer,write
+if "$serval" auth new-key scoring-app --scopes infer,read --models iris >"$work/key.txt" && python3 - "$work/key.txt" <<'PY'
+import hashlib, re, sys
+text = open(sys.argv[1]).read()
+key = re.search(r"key \(shown once; store it as a secret\): (sk_[A-Za-z0-9_-]{43})\n", text).group(1)
+line = re.search(r'- \{name: scoring-app, sha256: "([0-9a-f]{64})", scopes: \[infer, read\], models: \[iris\]\}', text)
+assert line and line.group(1) == hashlib.sha256(key.encode()).hexdigest(), text
+print("ok   serval auth new-key prints an sk_ key and the auth.yaml line with its SHA-256")
+PY
+then :; else echo "FAIL serval auth new-key: $(cat "$work/key.txt")"; failures=$((failures + 1)); fi
 [ "$failures" -eq 0 ] || { echo "$failures CLI check(s) failed"; exit 1; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, the full-size encoder
 # golden check, the drift statistics against Evidently, interop with the peers' clients, the rollout, traffic, jobs,
-# monitoring, tracing, batch and DVC scripts, then swift test.
+# monitoring, tracing, batch, DVC, pipeline, scale-to-zero and replica scripts, the container image mirror, then swift test.
 # Needs a Debian machine with the Swift toolchain; installs what is missing (apt, a Python venv in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ scripts/setup.sh
 
 # Python venv with the pinned onnx, used to regenerate the backend test data.
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, skl2onnx, opentelemetry.proto, kubernetes_validate; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null \
-  || [ "$(.venv/bin/dvc --version 2>/dev/null)" != "3.67.1" ]; then
+  || [ "$(.venv/bin/dvc --version 2>/dev/null)" != "3.67.1" ] || ! .venv/bin/hadolint --version 2>/dev/null | grep -q 2.15.1; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
@@ -110,6 +110,9 @@ echo "== Scale to zero: idle unload and lazy reload, the bounded cold-start queu
 
 echo "== Three replicas on one PostgreSQL behind nginx: pointer changes everywhere in 2 s, jobs exactly once across kill -9, a rolling restart with 0 failures, metrics that add up"
 scripts/scale/replicas.sh "$serval"
+
+echo "== Container image without a Docker engine: the Dockerfile's steps run on this host (release build, its cache kept in ~/.cache/serval/docker-mirror), hadolint, then the image's command serves"
+python3 scripts/deploy/docker-mirror.py --hadolint .venv/bin/hadolint
 
 echo "== swift test (store, registry and job-queue suites on SQLite and PostgreSQL)"
 SERVAL_TEST_DATABASE_URL="$pg_url" swift test --skip-build

@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
+import ServalAuth
 import ServalServing
 import ServiceLifecycle
 import SwiftProtobuf
@@ -11,6 +12,8 @@ public struct GRPCConfiguration: Sendable {
     public var port: Int
     /// Largest request or response message in bytes (`--grpc-max-message-size`, default 64 MB).
     public var maxMessageSize: Int
+    /// Authentication, scopes and rate limits (`--auth-config`); nil: every RPC is open.
+    public var authenticator: Authenticator?
 
     public init(host: String = "127.0.0.1", port: Int = 8001, maxMessageSize: Int = 64 * 1024 * 1024) {
         self.host = host
@@ -40,7 +43,8 @@ public struct GRPCFrontend: Service {
         let inference = SizeLimitedService(
             service: InferenceService(lifecycle: lifecycle, state: state), limit: limit)
         let health = HealthService(router: lifecycle.router, state: state)
-        self.server = GRPCServer(transport: transport, services: [inference, health])
+        let interceptors: [any ServerInterceptor] = configuration.authenticator.map { [AuthInterceptor(authenticator: $0)] } ?? []
+        self.server = GRPCServer(transport: transport, services: [inference, health], interceptors: interceptors)
         self.onListening = onListening
     }
 

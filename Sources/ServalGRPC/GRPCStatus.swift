@@ -16,6 +16,9 @@ enum GRPCStatus {
         case .conflict: return .failedPrecondition
         case .cancelled: return .cancelled
         case .internalError: return .internalError
+        case .unauthenticated: return .unauthenticated
+        case .permissionDenied: return .permissionDenied
+        case .rateLimited: return .resourceExhausted
         }
     }
 

@@ -11,6 +11,7 @@ enum ErrorResponses {
         if let serving = error as? ServingError {
             var response = json(HTTPResponse.Status(code: serving.httpStatus), message: serving.message)
             if let seconds = serving.retryAfterSeconds { response.headers[.retryAfter] = String(seconds) }
+            if serving.kind == .unauthenticated { response.headers[.wwwAuthenticate] = "Bearer realm=\"serval\"" }
             return response
         }
         if let job = error as? JobError { return json(HTTPResponse.Status(code: job.status), message: job.message) }

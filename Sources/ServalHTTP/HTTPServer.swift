@@ -5,6 +5,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import Prometheus
+import ServalAuth
 import ServalJobs
 import ServalMonitor
 import ServalPipeline
@@ -21,6 +22,8 @@ public struct HTTPConfiguration: Sendable {
     public var serverVersion: String
     /// Log each request at info level (off by default: it costs throughput).
     public var accessLog = false
+    /// Authentication, scopes and rate limits (`--auth-config`); nil: every endpoint is open.
+    public var authenticator: Authenticator?
 
     public init(host: String = "127.0.0.1", port: Int = 8000, maxInputSize: Int = 64 * 1024 * 1024, serverVersion: String = ServerInfo.version) {
         self.host = host
@@ -45,6 +48,11 @@ public enum HTTPServer {
         // Middleware applies to the routes registered after it, so the error middleware comes before every route.
         let table = RouteTable()
         router.add(middleware: ErrorMiddleware(routes: table))
+        if let authenticator = configuration.authenticator {
+            // Before routing: a request is authenticated and checked before any route (or the 404) sees it.
+            router.add(middleware: BearerAuthenticator(authenticator: authenticator))
+            router.add(middleware: AccessMiddleware(authenticator: authenticator, routes: table))
+        }
         var builder = RouteBuilder(router: router, table: table)
         if let metrics {
             builder.get("/metrics") { _, _ in
@@ -98,8 +106,10 @@ struct RouteContext: Sendable {
         }
     }
 
-    /// Who is making a control-plane change: the `Serval-Actor` header until authentication exists.
-    static func actor(_ request: Request) -> String {
+    /// Who is making a control-plane change: the authenticated principal, or (without `--auth-config`) the
+    /// `Serval-Actor` header.
+    static func actor(_ request: Request, _ context: ServalRequestContext) -> String {
+        if let principal = context.identity { return principal.name }
         let value = request.headers[HTTPHeaders.actor]?.trimmingCharacters(in: .whitespaces) ?? ""
         return value.isEmpty ? "anonymous" : String(value.prefix(200))
     }

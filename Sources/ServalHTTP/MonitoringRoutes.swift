@@ -21,13 +21,13 @@ struct MonitoringRoutes {
             guard await shared.manager.knows(model) else { throw ServingError.notFound("unknown model '\(model)'") }
             let body = try await shared.collect(request)
             let config = try MonitoringConfig.fromJSON(Array(buffer: body))
-            try await monitor.setSettings(model, config, actor: RouteContext.actor(request), reason: request.uri.queryParameters.get("reason"))
+            try await monitor.setSettings(model, config, actor: RouteContext.actor(request, context), reason: request.uri.queryParameters.get("reason"))
             return try await Self.settings(monitor, shared, model)
         }
         routes.delete("/v2/models/:model/monitoring") { request, context in
             let model = try context.parameters.require("model")
             guard await shared.manager.knows(model) else { throw ServingError.notFound("unknown model '\(model)'") }
-            try await monitor.setSettings(model, nil, actor: RouteContext.actor(request), reason: request.uri.queryParameters.get("reason"))
+            try await monitor.setSettings(model, nil, actor: RouteContext.actor(request, context), reason: request.uri.queryParameters.get("reason"))
             return try await Self.settings(monitor, shared, model)
         }
         for path in ["/v2/models/:model/monitoring/status", "/v2/models/:model/versions/:version/monitoring/status"] {

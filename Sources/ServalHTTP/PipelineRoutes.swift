@@ -84,7 +84,7 @@ struct PipelineRoutes {
             guard await pipelines.pipeline(name) != nil else {
                 throw ServingError.notFound("no pipeline named '\(name)' is loaded (serve --pipelines DIR loads pipeline files)")
             }
-            let (decision, runId) = try await pipelines.trigger(name, .api, actor: RouteContext.actor(request))
+            let (decision, runId) = try await pipelines.trigger(name, .api, actor: RouteContext.actor(request, context))
             guard let runId else { throw ServingError.conflict("pipeline '\(name)' did not start: \(decision.reason)") }
             return try ControlPlane.response(StartResponse(pipeline: name, runId: runId, trigger: decision.trigger.description, reason: decision.reason),
                                              status: .accepted)

@@ -24,7 +24,7 @@ struct RegistryRoutes {
             if let text = form["metadata"], !text.isEmpty {
                 metadata = try ControlPlane.decode(VersionMetadata.self, from: ByteBuffer(bytes: text), what: "part 'metadata'")
             }
-            let registered = try await lifecycle.register(model: model, file: Data(file), metadata: metadata, actor: RouteContext.actor(request))
+            let registered = try await lifecycle.register(model: model, file: Data(file), metadata: metadata, actor: RouteContext.actor(request, context))
             var response = try ControlPlane.response(
                 ControlPlane.RegisterResponse(name: registered.name, version: String(registered.version), state: registered.state.rawValue, sha256: registered.sha256),
                 status: .created)
@@ -57,19 +57,19 @@ struct RegistryRoutes {
         routes.put("/v2/models/:model/labels/:label") { request, context in
             let model = try context.parameters.require("model"), label = try context.parameters.require("label")
             let body = try ControlPlane.decode(ControlPlane.LabelMoveRequest.self, from: try await shared.collect(request))
-            let move = try await lifecycle.moveLabel(model: model, label: label, version: body.version, actor: RouteContext.actor(request), reason: body.reason)
+            let move = try await lifecycle.moveLabel(model: model, label: label, version: body.version, actor: RouteContext.actor(request, context), reason: body.reason)
             return try ControlPlane.response(Self.moveBody(model, move))
         }
         routes.delete("/v2/models/:model/labels/:label") { request, context in
             let model = try context.parameters.require("model"), label = try context.parameters.require("label")
             let body = try ControlPlane.decode(ControlPlane.ReasonRequest.self, from: try await shared.collect(request))
-            let move = try await lifecycle.removeLabel(model: model, label: label, actor: RouteContext.actor(request), reason: body.reason)
+            let move = try await lifecycle.removeLabel(model: model, label: label, actor: RouteContext.actor(request, context), reason: body.reason)
             return try ControlPlane.response(Self.moveBody(model, move))
         }
         routes.post("/v2/models/:model/labels/:label/rollback") { request, context in
             let model = try context.parameters.require("model"), label = try context.parameters.require("label")
             let body = try ControlPlane.decode(ControlPlane.ReasonRequest.self, from: try await shared.collect(request))
-            let move = try await lifecycle.rollback(model: model, label: label, actor: RouteContext.actor(request), reason: body.reason)
+            let move = try await lifecycle.rollback(model: model, label: label, actor: RouteContext.actor(request, context), reason: body.reason)
             return try ControlPlane.response(Self.moveBody(model, move))
         }
         routes.get("/v2/models/:model/history") { request, context in

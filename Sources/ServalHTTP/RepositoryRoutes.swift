@@ -35,11 +35,11 @@ struct RepositoryRoutes {
             return Response.json(json.text)
         }
         routes.post("/v2/repository/models/:model/load") { request, context in
-            try await shared.lifecycle.load(model: try context.parameters.require("model"), actor: RouteContext.actor(request))
+            try await shared.lifecycle.load(model: try context.parameters.require("model"), actor: RouteContext.actor(request, context))
             return Response.json("{}")
         }
         routes.post("/v2/repository/models/:model/unload") { request, context in
-            try await shared.lifecycle.unload(model: try context.parameters.require("model"), actor: RouteContext.actor(request))
+            try await shared.lifecycle.unload(model: try context.parameters.require("model"), actor: RouteContext.actor(request, context))
             return Response.json("{}")
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Synchronization
@@ -5,17 +6,25 @@ import Synchronization
 /// Registers routes on the Hummingbird router and remembers which methods each path answers, so a known path
 /// asked with another method gets 405 with `Allow` instead of 404.
 final class RouteTable: Sendable {
-    private let paths = Mutex<[(segments: [String], methods: [HTTPRequest.Method])]>([])
+    private struct Entry {
+        let segments: [String]
+        var methods: [HTTPRequest.Method]
+        var rules: [HTTPRequest.Method: EndpointAccess.Rule]
+    }
+
+    private let paths = Mutex<[Entry]>([])
 
     init() {}
 
     func add(_ path: String, _ method: HTTPRequest.Method) {
         let segments = Self.segments(path)
+        let rule = EndpointAccess.rule(method, path)
         paths.withLock { paths in
             if let index = paths.firstIndex(where: { $0.segments == segments }) {
                 paths[index].methods.append(method)
+                paths[index].rules[method] = rule
             } else {
-                paths.append((segments, [method]))
+                paths.append(Entry(segments: segments, methods: [method], rules: [method: rule]))
             }
         }
     }
@@ -25,11 +34,41 @@ final class RouteTable: Sendable {
     func allowedMethods(_ path: String) -> [HTTPRequest.Method]? {
         let requested = Self.segments(path)
         var methods: [HTTPRequest.Method] = []
-        for entry in paths.withLock({ $0 }) where entry.segments.count == requested.count {
-            let matches = zip(entry.segments, requested).allSatisfy { $0.hasPrefix(":") || $0 == $1 }
-            if matches { methods.append(contentsOf: entry.methods.filter { !methods.contains($0) }) }
+        for entry in paths.withLock({ $0 }) where Self.matches(entry.segments, requested) {
+            methods.append(contentsOf: entry.methods.filter { !methods.contains($0) })
         }
         return methods.isEmpty ? nil : methods
+    }
+
+    /// The access rule of the route `method path` reaches, and the model its `:model` segment names; nil when
+    /// no route answers it. A literal segment wins over a `:name` one (`/v2/models/stats` is not a model).
+    func access(_ method: HTTPRequest.Method, _ path: String) -> (rule: EndpointAccess.Rule, model: String?)? {
+        let requested = Self.segments(path)
+        var best: (rule: EndpointAccess.Rule, model: String?, literals: Int)?
+        for entry in paths.withLock({ $0 }) where Self.matches(entry.segments, requested) {
+            guard let rule = entry.rules[method] else { continue }
+            let literals = entry.segments.filter { !$0.hasPrefix(":") }.count
+            guard best == nil || literals > best!.literals else { continue }
+            var model: String?
+            if let index = entry.segments.firstIndex(of: ":model") {
+                // TF Serving: /v1/models/NAME:predict.
+                model = requested[index].split(separator: ":", maxSplits: 1).first.map(String.init) ?? requested[index]
+                model = model?.removingPercentEncoding ?? model
+            }
+            best = (rule, model, literals)
+        }
+        return best.map { ($0.rule, $0.model) }
+    }
+
+    /// Every registered (method, path pattern), for the access matrix and the OpenAPI check.
+    var routes: [(method: HTTPRequest.Method, path: String)] {
+        paths.withLock { paths in
+            paths.flatMap { entry in entry.methods.map { (method: $0, path: "/" + entry.segments.joined(separator: "/")) } }
+        }
+    }
+
+    private static func matches(_ pattern: [String], _ requested: [String]) -> Bool {
+        pattern.count == requested.count && zip(pattern, requested).allSatisfy { $0.hasPrefix(":") || $0 == $1 }
     }
 
     private static func segments(_ path: String) -> [String] {

@@ -68,13 +68,13 @@ struct TrafficRoutes {
         routes.put("/v2/models/:model/traffic") { request, context in
             let model = try context.parameters.require("model")
             let policy = try ControlPlane.decode(TrafficPolicy.self, from: try await shared.collect(request))
-            try await lifecycle.setTraffic(model: model, policy: policy, actor: RouteContext.actor(request), reason: request.uri.queryParameters.get("reason"))
+            try await lifecycle.setTraffic(model: model, policy: policy, actor: RouteContext.actor(request, context), reason: request.uri.queryParameters.get("reason"))
             guard let (current, arms) = try await lifecycle.traffic(model: model) else { throw ServingError(.internalError, "policy vanished") }
             return try ControlPlane.response(TrafficResponse(name: model, policy: current, arms: arms.map(Self.arm), shadows: await Self.shadows(lifecycle, model)))
         }
         routes.delete("/v2/models/:model/traffic") { request, context in
             let model = try context.parameters.require("model")
-            try await lifecycle.removeTraffic(model: model, actor: RouteContext.actor(request), reason: request.uri.queryParameters.get("reason"))
+            try await lifecycle.removeTraffic(model: model, actor: RouteContext.actor(request, context), reason: request.uri.queryParameters.get("reason"))
             return Response.json("{}")
         }
     }

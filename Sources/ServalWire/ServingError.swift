@@ -19,6 +19,12 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
         /// The request conflicts with current state: a label to a version that is not ready, a rollback with no
         /// earlier target, unloading a labelled version (409 / FAILED_PRECONDITION).
         case conflict
+        /// No or invalid credentials (401 with `WWW-Authenticate: Bearer` / UNAUTHENTICATED).
+        case unauthenticated
+        /// Valid credentials without the scope or the model (403 / PERMISSION_DENIED).
+        case permissionDenied
+        /// Over the caller's rate limit (429 with `Retry-After` / RESOURCE_EXHAUSTED).
+        case rateLimited
         /// Our own bug (500 / INTERNAL).
         case internalError
     }
@@ -48,6 +54,9 @@ public struct ServingError: Error, Sendable, CustomStringConvertible, Equatable 
         case .conflict: return 409
         case .unavailable, .resourceExhausted: return 503
         case .payloadTooLarge: return 413
+        case .unauthenticated: return 401
+        case .permissionDenied: return 403
+        case .rateLimited: return 429
         case .deadlineExceeded: return 504
         case .internalError: return 500
         }

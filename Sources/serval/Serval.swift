@@ -5,6 +5,6 @@ import ArgumentParser
 struct Serval: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serval: ONNX model serving on CPU.",
-        subcommands: [ServeCommand.self, WorkerCommand.self, BatchCommand.self, ModelsCommand.self, DataCommand.self, PipelineCommand.self, InspectCommand.self, RunCommand.self, BenchCommand.self, TuneCommand.self, QuantizeCommand.self, ConformanceCommand.self]
+        subcommands: [ServeCommand.self, WorkerCommand.self, BatchCommand.self, ModelsCommand.self, DataCommand.self, PipelineCommand.self, InspectCommand.self, RunCommand.self, BenchCommand.self, TuneCommand.self, AuthCommand.self, QuantizeCommand.self, ConformanceCommand.self]
     )
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ServalAuth
 import Foundation
 import Logging
 import Metrics
@@ -52,6 +53,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("cold-start-timeout-secs"), help: "Seconds a request waits for a cold start before it gets 503 with Retry-After.")
     var coldStartTimeoutSecs = 30.0
+
+    @Option(name: .customLong("auth-config"), help: "auth.yaml: API keys (SHA-256), JWT issuer, scopes, rate limits. Without it every endpoint is open.")
+    var authConfig: String?
 
     @Option(name: .customLong("log-format"), help: "text or json.")
     var logFormat = "text"
@@ -114,10 +118,16 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "serval")
         var http = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
         http.accessLog = accessLog
+        if let authConfig {
+            let config = try AuthConfig.load(URL(fileURLWithPath: authConfig))
+            http.authenticator = try await Authenticator.make(config: config, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
+            logger.info("authentication on", metadata: ["keys": "\(config.keyNames.count)", "jwt": "\(config.jwt != nil)", "anonymous": "\(config.anonymousScopes.map(\.rawValue).sorted())"])
+        }
         var options = ServerOptions(
             repository: URL(fileURLWithPath: modelRepository),
             dataDirectory: dataDir.map { URL(fileURLWithPath: $0) } ?? ServerOptions.defaultDataDirectory, http: http,
             grpc: grpcPort == 0 ? nil : GRPCConfiguration(host: host, port: grpcPort, maxMessageSize: grpcMaxMessageSize))
+        options.grpc?.authenticator = http.authenticator
         options.controlMode = ModelManager.ControlMode(rawValue: modelControlMode)!
         options.loadModels = loadModel
         options.repositoryPollInterval = .seconds(repositoryPollSecs)

@@ -76,7 +76,12 @@ struct TuneCommand: AsyncParsableCommand {
         let probe = try ServedModel(name: model, version: number, file: file, config: base)
         let batchable = !probe.inputs.isEmpty && (probe.inputs + probe.outputs).allSatisfy { $0.shape.first == -1 }
         let request = try Self.sampleRequest(for: probe)
-        let candidates = TuneSweep.candidates(cpus: budget, batchable: batchable, quick: quick)
+        // The model's current configuration is always measured: tune recommends a change only when it is clearly better.
+        let current = TuneCandidate(
+            instanceCount: probe.config.instanceCount ?? 1, threadsPerInstance: probe.config.threadsPerInstance ?? 1,
+            maxBatchSize: probe.config.maxBatchSize ?? 0, maxQueueDelayUs: probe.config.dynamicBatching?.maxQueueDelayUs ?? 0)
+        var candidates = TuneSweep.candidates(cpus: budget, batchable: batchable, quick: quick)
+        if !candidates.contains(current) { candidates.insert(current, at: 0) }
         if !json {
             print("tuning \(model) version \(number): \(candidates.count) configurations × concurrency \(loads.map(String.init).joined(separator: ",")), \(seconds) s each, \(budget) CPU(s), p99 budget \(latencyBudgetMs) ms")
             print(Self.row(["configuration", "concurrency", "req/s", "p50 ms", "p99 ms", "CPU µs/req"]))
@@ -99,7 +104,7 @@ struct TuneCommand: AsyncParsableCommand {
                 }
             }
         }
-        guard let recommendation = TuneRecommendation.choose(measurements, budgetMilliseconds: latencyBudgetMs) else {
+        guard let recommendation = TuneRecommendation.choose(measurements, budgetMilliseconds: latencyBudgetMs, baseline: current) else {
             throw TuneError("no measurements were taken")
         }
         if json {
@@ -109,11 +114,14 @@ struct TuneCommand: AsyncParsableCommand {
         let best = recommendation.measurement
         print("")
         if recommendation.withinBudget {
-            print("recommended: \(best.candidate.label) at concurrency \(best.concurrency): \(String(format: "%.0f", best.throughput)) req/s, p99 \(String(format: "%.3f", best.p99Milliseconds)) ms (budget \(latencyBudgetMs) ms)")
+            let note = best.candidate == current ? " (the current configuration: nothing measured was more than 5% faster)" : ""
+            print("recommended\(note): \(best.candidate.label) at concurrency \(best.concurrency): \(String(format: "%.0f", best.throughput)) req/s, p99 \(String(format: "%.3f", best.p99Milliseconds)) ms (budget \(latencyBudgetMs) ms)")
         } else {
             print("no configuration kept p99 within \(latencyBudgetMs) ms; the lowest p99 is \(best.candidate.label) at concurrency \(best.concurrency): \(String(format: "%.3f", best.p99Milliseconds)) ms")
         }
         print("per-replica capacity (80% of that throughput, for an HPA target): \(String(format: "%.0f", recommendation.perReplicaCapacity)) req/s")
+        print("  (the model's own, measured in-process: a replica serving over HTTP/JSON or gRPC also spends CPU decoding each request,")
+        print("   so for small models the protocol, not the model, sets a replica's capacity; bench/RESULTS.md \"Serving\" measures both)")
         print("\n# \(model)/config.yaml\n" + best.candidate.yaml)
     }
 

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 @testable import ServalGRPC
+import ServalAuth
 import ServalHTTP
 import ServalServer
 import ServalServing
@@ -41,7 +42,7 @@ struct GRPCTestServer {
     /// Starts the server, runs `body` with a connected client, then shuts both down.
     static func with(
         repository: URL? = nil, mode: ModelManager.ControlMode = .none, maxMessageSize: Int = 64 * 1024 * 1024,
-        executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil,
+        executorWrapper: (@Sendable (any BatchExecutor) -> any BatchExecutor)? = nil, authenticator: Authenticator? = nil,
         _ body: (GRPCTestServer) async throws -> Void
     ) async throws {
         let root = try repository ?? makeRepository()
@@ -51,6 +52,7 @@ struct GRPCTestServer {
             http: HTTPConfiguration(host: "127.0.0.1", port: 0), grpc: GRPCConfiguration(host: "127.0.0.1", port: 0, maxMessageSize: maxMessageSize))
         options.controlMode = mode
         options.executorWrapper = executorWrapper
+        options.grpc?.authenticator = authenticator
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = try await ServalServer(options: options, metrics: nil, logger: logger, onGRPCListening: { port in continuation.yield(port) })
         let manager = server.manager

@@ -56,6 +56,17 @@ struct TuneTests {
         #expect(TuneRecommendation.choose([Self.measured(Self.candidate(2, 1), rps: 1000, p99: 3), b], budgetMilliseconds: 10)?.measurement == b)
     }
 
+    @Test func theCurrentConfigurationStaysUnlessAnotherIsClearlyFaster() {
+        let current = Self.candidate(1, 2, batch: 64)
+        let slightlyFaster = [Self.measured(current, rps: 1000, p99: 2), Self.measured(Self.candidate(2, 1, batch: 8), rps: 1040, p99: 2)]
+        #expect(TuneRecommendation.choose(slightlyFaster, budgetMilliseconds: 10, baseline: current)?.measurement.candidate == current)
+        let clearlyFaster = [Self.measured(current, rps: 1000, p99: 2), Self.measured(Self.candidate(2, 1, batch: 8), rps: 1100, p99: 2)]
+        #expect(TuneRecommendation.choose(clearlyFaster, budgetMilliseconds: 10, baseline: current)?.measurement.candidate == Self.candidate(2, 1, batch: 8))
+        // A current configuration over the budget does not hold back one within it.
+        let currentTooSlow = [Self.measured(current, rps: 1000, p99: 20), Self.measured(Self.candidate(2, 1), rps: 900, p99: 5)]
+        #expect(TuneRecommendation.choose(currentTooSlow, budgetMilliseconds: 10, baseline: current)?.measurement.candidate == Self.candidate(2, 1))
+    }
+
     @Test func withNothingWithinBudgetTheLowestP99IsRecommendedAndSaysSo() {
         let measurements = [Self.measured(Self.candidate(1, 2), rps: 900, p99: 40), Self.measured(Self.candidate(2, 1), rps: 800, p99: 30)]
         let chosen = TuneRecommendation.choose(measurements, budgetMilliseconds: 10)

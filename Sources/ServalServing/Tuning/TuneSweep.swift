@@ -106,10 +106,21 @@ public struct TuneRecommendation: Sendable, Equatable {
     public var perReplicaCapacity: Double { (measurement.throughput * 0.8).rounded(.down) }
 
     /// The highest throughput whose p99 is within `budgetMilliseconds` (ties: the lower p99, then fewer instances,
-    /// then the smaller batch); nil for no measurements.
-    public static func choose(_ measurements: [TuneMeasurement], budgetMilliseconds: Double) -> TuneRecommendation? {
+    /// then the smaller batch); nil for no measurements. With a `baseline` (the model's current configuration), another
+    /// configuration is recommended only when it beats the baseline's best within budget by more than `margin`
+    /// (default 5%): short measurements are noisy, and a change that is not clearly better is not worth making.
+    public static func choose(
+        _ measurements: [TuneMeasurement], budgetMilliseconds: Double, baseline: TuneCandidate? = nil, margin: Double = 0.05
+    ) -> TuneRecommendation? {
         let within = measurements.filter { $0.p99Milliseconds <= budgetMilliseconds }
-        if let best = within.max(by: { order($0, $1) }) { return TuneRecommendation(measurement: best, withinBudget: true) }
+        if let best = within.max(by: { order($0, $1) }) {
+            if let baseline, best.candidate != baseline,
+               let current = within.filter({ $0.candidate == baseline }).max(by: { order($0, $1) }),
+               best.throughput <= current.throughput * (1 + margin) {
+                return TuneRecommendation(measurement: current, withinBudget: true)
+            }
+            return TuneRecommendation(measurement: best, withinBudget: true)
+        }
         guard let fastest = measurements.min(by: { ($0.p99Milliseconds, -$0.throughput) < ($1.p99Milliseconds, -$1.throughput) }) else { return nil }
         return TuneRecommendation(measurement: fastest, withinBudget: false)
     }

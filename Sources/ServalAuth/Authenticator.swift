@@ -1,0 +1,160 @@
+import Foundation
+import JWTKit
+
+/// Turns a request's credentials into a `Principal`: an `Authorization: Bearer` API key (looked up by digest, in
+/// constant time) or JWT (signature by jwt-kit; issuer, audience, expiry and not-before checked against an injected
+/// clock), or the anonymous principal when there are none. Also holds the per-principal rate limiter.
+public final class Authenticator: Sendable {
+    public let config: AuthConfig
+    private let jwtKeys: JWTKeyCollection?
+    private let limiter: RateLimiter
+    /// Wall-clock time for JWT expiry; tests inject their own.
+    private let now: @Sendable () -> Date
+
+    public static func make(
+        config: AuthConfig, clock: @escaping @Sendable () -> Double, now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> Authenticator {
+        var keys: JWTKeyCollection?
+        if let jwt = config.jwt {
+            let collection = JWTKeyCollection()
+            if let file = jwt.jwksFile {
+                let text: String
+                do { text = try String(contentsOf: file, encoding: .utf8) } catch { throw AuthConfigError("jwt.jwks_file: cannot read \(file.path)") }
+                do { try await collection.add(jwksJSON: text) } catch { throw AuthConfigError("jwt.jwks_file: \(file.lastPathComponent) is not a usable JWKS: \(error)") }
+            } else if let file = jwt.hs256SecretFile {
+                guard let secret = try? Data(contentsOf: file), !secret.isEmpty else { throw AuthConfigError("jwt.hs256_secret_file: cannot read \(file.path) or it is empty") }
+                let trimmed = Data(String(decoding: secret, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+                guard trimmed.count >= 32 else {
+                    throw AuthConfigError("jwt.hs256_secret_file: the secret has \(trimmed.count) bytes; HS256 needs at least 32")
+                }
+                await collection.add(hmac: HMACKey(from: trimmed), digestAlgorithm: .sha256)
+            }
+            keys = collection
+        }
+        return Authenticator(config: config, jwtKeys: keys, limiter: RateLimiter(clock: clock), now: now)
+    }
+
+    private init(config: AuthConfig, jwtKeys: JWTKeyCollection?, limiter: RateLimiter, now: @escaping @Sendable () -> Date) {
+        self.config = config
+        self.jwtKeys = jwtKeys
+        self.limiter = limiter
+        self.now = now
+    }
+
+    /// The anonymous caller: what `anonymous:` in auth.yaml grants (default: health).
+    public var anonymous: Principal { Principal(name: Principal.anonymousName, scopes: config.anonymousScopes) }
+
+    /// The principal for an `Authorization` header value; nil (no header) is the anonymous principal.
+    public func authenticate(authorization: String?) async throws -> Principal {
+        guard let authorization else { return anonymous }
+        let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw AuthenticationError("the Authorization header must be 'Bearer <API key or JWT>'")
+        }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        if token.hasPrefix(APIKey.prefix) {
+            guard let principal = config.keys.principal(forKey: token) else { throw AuthenticationError("unknown API key") }
+            return principal
+        }
+        guard let jwtKeys, let settings = config.jwt else {
+            throw AuthenticationError("the bearer token is not an API key (sk_...) and this server accepts no JWTs")
+        }
+        guard token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+            throw AuthenticationError("the bearer token is neither an API key (sk_...) nor a JWT")
+        }
+        let claims: TokenClaims
+        do { claims = try await jwtKeys.verify(token, as: TokenClaims.self) } catch {
+            throw AuthenticationError("the JWT was refused: \(Self.reason(error))")
+        }
+        let time = now()
+        guard let expiry = claims.expiry else { throw AuthenticationError("the JWT was refused: it has no exp claim") }
+        guard time < expiry else { throw AuthenticationError("the JWT was refused: it expired") }
+        if let notBefore = claims.notBefore, time < notBefore { throw AuthenticationError("the JWT was refused: it is not valid yet (nbf)") }
+        guard claims.issuer == settings.issuer else { throw AuthenticationError("the JWT was refused: its issuer is not \(settings.issuer)") }
+        guard claims.audiences.contains(settings.audience) else { throw AuthenticationError("the JWT was refused: its audience does not include \(settings.audience)") }
+        let scopes = Set(claims.strings(settings.scopesClaim).compactMap(Scope.init(rawValue:)))
+        return Principal(name: "jwt:" + (claims.subject ?? "unknown"), scopes: scopes)
+    }
+
+    /// nil when the principal may go ahead now (its token bucket had a token), else the seconds until it may retry.
+    public func admit(_ principal: Principal) -> Double? {
+        limiter.admit(principal.name, principal.rate ?? config.defaultRate)
+    }
+
+    private static func reason(_ error: Error) -> String {
+        guard let jwt = error as? JWTError else { return "\(error)" }
+        let type = jwt.errorType
+        if type == .signatureVerificationFailed { return "bad signature" }
+        if type == .malformedToken { return "malformed token" }
+        if type == .unknownKID || type == .missingKIDHeader { return "no key for it (kid)" }
+        if type == .unsupportedAlgorithm || type == .signingAlgorithmFailure { return "its algorithm is not accepted" }
+        return jwt.reason ?? "\(type)"
+    }
+}
+
+/// A JWT's claims as decoded, before checks: the registered ones Serval reads, plus every claim by name (for the
+/// configurable scopes claim). Checks run in `Authenticator`, against its clock.
+struct TokenClaims: JWTPayload {
+    let claims: [String: ClaimValue]
+
+    init(from decoder: Decoder) throws {
+        claims = try decoder.singleValueContainer().decode([String: ClaimValue].self)
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(claims)
+    }
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+
+    var expiry: Date? { claims["exp"]?.number.map(Date.init(timeIntervalSince1970:)) }
+    var notBefore: Date? { claims["nbf"]?.number.map(Date.init(timeIntervalSince1970:)) }
+    var issuer: String? { claims["iss"]?.string }
+    var subject: String? { claims["sub"]?.string }
+    var audiences: [String] { strings("aud") }
+
+    /// A claim as strings: an array of strings, or one string split at spaces (OAuth's `scope`).
+    func strings(_ name: String) -> [String] {
+        switch claims[name] {
+        case .string(let value)?: return value.split(separator: " ").map(String.init)
+        case .array(let values)?: return values.compactMap(\.string)
+        default: return []
+        }
+    }
+}
+
+/// A JSON value inside a JWT's claims.
+enum ClaimValue: Codable, Sendable {
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case array([ClaimValue])
+    case object([String: ClaimValue])
+    case null
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+        else if let value = try? container.decode(Double.self) { self = .number(value) }
+        else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode([ClaimValue].self) { self = .array(value) }
+        else { self = .object(try container.decode([String: ClaimValue].self)) }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .bool(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        case .null: try container.encodeNil()
+        }
+    }
+
+    var string: String? { if case .string(let value) = self { value } else { nil } }
+    var number: Double? { if case .number(let value) = self { value } else { nil } }
+}

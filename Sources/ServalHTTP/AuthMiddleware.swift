@@ -1,0 +1,59 @@
+import Foundation
+import Hummingbird
+import HummingbirdAuth
+import Metrics
+import ServalAuth
+import ServalWire
+
+/// Reads the `Authorization: Bearer` credential with hummingbird-auth's authenticator middleware: the principal
+/// it names goes into the request context; a credential that is present but wrong is 401 at once.
+struct BearerAuthenticator: AuthenticatorMiddleware {
+    typealias Context = ServalRequestContext
+    let authenticator: Authenticator
+
+    func authenticate(request: Request, context: Context) async throws -> Principal? {
+        guard let header = request.headers[.authorization] else { return nil }
+        do {
+            return try await authenticator.authenticate(authorization: header)
+        } catch let error as AuthenticationError {
+            throw ServingError(.unauthenticated, error.message)
+        }
+    }
+}
+
+/// Decides every request before routing, against the route's rule in `EndpointAccess`: an anonymous caller on
+/// anything its `anonymous:` scopes do not cover gets 401, whether or not the route exists; a principal without
+/// the scope, or asking for a model outside its allow-list, gets 403 naming what is missing; past its token
+/// bucket, 429 with `Retry-After` (health probes are never limited: readiness must mean what it says).
+struct AccessMiddleware: RouterMiddleware {
+    typealias Context = ServalRequestContext
+    let authenticator: Authenticator
+    let routes: RouteTable
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let principal = context.identity ?? authenticator.anonymous
+        let match = routes.access(request.method, request.uri.path)
+        let rule = match.map { $0.rule.access(model: $0.model) }
+        let anonymous = context.identity == nil
+        if let rule {
+            if case .forbidden(let reason) = principal.decide(rule) {
+                if anonymous { throw Self.credentialsNeeded }
+                throw ServingError(.permissionDenied, reason)
+            }
+        } else if anonymous {
+            // No such route (or not with this method): only an authenticated caller learns that (404 or 405).
+            throw Self.credentialsNeeded
+        }
+        let probe = rule.map { $0.scopes.isEmpty || $0.scopes == [.health] } ?? false
+        if !probe, let wait = authenticator.admit(principal) {
+            Counter(label: "serval_rate_limited_total", dimensions: [("principal", principal.name)]).increment()
+            throw ServingError(.rateLimited, "\(principal.name) is over its rate limit; retry in \(String(format: "%.2f", wait)) s", retryAfterSeconds: max(1, Int(wait.rounded(.up))))
+        }
+        var context = context
+        context.identity = principal
+        context.logger[metadataKey: "principal"] = .string(principal.name)
+        return try await next(request, context)
+    }
+
+    static let credentialsNeeded = ServingError(.unauthenticated, "this endpoint needs credentials: send 'Authorization: Bearer <API key or JWT>'")
+}
