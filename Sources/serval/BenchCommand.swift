@@ -85,6 +85,11 @@ func sampleTensor(for input: ValueInfo, batch: Int, _ generator: inout SplitMix)
     guard case .tensor(let dtype?, let dims) = input.type else { throw ValidationError("input \(input.name) is not a tensor of known type") }
     var shape = (dims ?? []).map { $0.value ?? 1 }
     if let first = dims?.first, first.value == nil || first.value == 1 { shape[0] = batch }
+    return try sampleTensor(dtype, shape: shape, &generator)
+}
+
+/// Random data of `dtype` and `shape`: floats in [0, 1), integers 0-9, random booleans, "a" for strings.
+func sampleTensor(_ dtype: DType, shape: [Int], _ generator: inout SplitMix) throws -> Tensor {
     let count = shape.reduce(1, *)
     switch dtype {
     case .bool: return Tensor(shape: shape, scalars: (0..<count).map { _ in generator.next() & 1 == 1 })

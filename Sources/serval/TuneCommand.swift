@@ -130,20 +130,13 @@ struct TuneCommand: AsyncParsableCommand {
         return zip(cells, widths).map { $0.padding(toLength: max($1, $0.count), withPad: " ", startingAt: 0) }.joined(separator: " ")
     }
 
-    /// One row per input (batch 1, other variable dimensions 1): random floats, small integers, "a" for strings.
+    /// One row per input (batch 1, other variable dimensions 1), random data as `serval bench` makes it.
     static func sampleRequest(for model: ServedModel) throws -> InferenceRequest {
         var generator = SplitMix(seed: 7)
         var inputs: [String: Tensor] = [:]
         for input in model.inputs {
             guard let dtype = DType(kserveName: input.datatype) else { throw TuneError("input '\(input.name)' has datatype \(input.datatype), which tune cannot generate") }
-            let shape = input.shape.map { $0 < 0 ? 1 : $0 }
-            let count = shape.reduce(1, *)
-            switch dtype {
-            case .string: inputs[input.name] = Tensor(shape: shape, strings: Array(repeating: "a", count: count))
-            case .bool: inputs[input.name] = Tensor(shape: shape, scalars: (0..<count).map { _ in generator.next() & 1 == 1 })
-            case _ where dtype.isInteger: inputs[input.name] = try Tensor(shape: shape, scalars: (0..<count).map { _ in Int64(generator.next() % 10) }).converted(to: dtype)
-            default: inputs[input.name] = try Tensor(shape: shape, scalars: (0..<count).map { _ in generator.nextUnit() }).converted(to: dtype)
-            }
+            inputs[input.name] = try sampleTensor(dtype, shape: input.shape.map { $0 < 0 ? 1 : $0 }, &generator)
         }
         return InferenceRequest(inputs: inputs)
     }
