@@ -91,3 +91,9 @@ public struct AuthenticationError: Error, Sendable, Equatable, CustomStringConve
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
+
+/// The principal of the call being handled, where a handler has no request context to read it from (gRPC's
+/// generated handlers): set by the gRPC interceptor around the handler, read when recording who acted.
+public enum CurrentPrincipal {
+    @TaskLocal public static var value: Principal?
+}

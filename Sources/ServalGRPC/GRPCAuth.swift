@@ -72,7 +72,8 @@ struct AuthInterceptor: ServerInterceptor {
             Counter(label: "serval_rate_limited_total", dimensions: [("principal", principal.name)]).increment()
             throw RPCError(code: .resourceExhausted, message: "\(principal.name) is over its rate limit; retry in \(String(format: "%.2f", wait)) s")
         }
-        guard rule.modelScoped, principal.models != nil else { return try await next(request, context) }
+        // Unary handlers run inside `next`, so they see the principal (the history's actor for load and unload).
+        guard rule.modelScoped, principal.models != nil else { return try await CurrentPrincipal.$value.withValue(principal) { try await next(request, context) } }
         let scopes = rule.scopes
         let checked = request.messages.map { message -> Input in
             if case .forbidden(let reason) = principal.decide(AccessRule(scopes, models: GRPCAccess.models(of: message))) {
@@ -80,7 +81,9 @@ struct AuthInterceptor: ServerInterceptor {
             }
             return message
         }
-        return try await next(StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: checked)), context)
+        return try await CurrentPrincipal.$value.withValue(principal) {
+            try await next(StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: checked)), context)
+        }
     }
 
     static let credentialsNeeded = RPCError(code: .unauthenticated, message: "this call needs credentials: send 'authorization: Bearer <API key or JWT>' metadata")

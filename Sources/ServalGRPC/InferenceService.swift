@@ -1,4 +1,5 @@
 import GRPCCore
+import ServalAuth
 import Tracing
 import ServalServing
 import ServalWire
@@ -184,7 +185,8 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
 
     /// The simple service protocol does not see call metadata, so gRPC changes are audited as anonymous until
     /// authentication supplies the caller.
-    private static func actor(_ context: ServerContext) -> String { "anonymous" }
+    /// Who loads or unloads: the authenticated principal (`--auth-config`), else "anonymous".
+    private static func actor(_ context: ServerContext) -> String { CurrentPrincipal.value?.name ?? Principal.anonymousName }
 
     private static func modelName(_ name: String) throws -> String {
         guard !name.isEmpty else { throw ServingError.invalidArgument("a model name is required") }

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import ServalAuth
+import ServalServing
 import Testing
 @testable import ServalGRPC
 
@@ -9,7 +10,7 @@ import Testing
 struct GRPCAuthTests {
     static let keys: [String: (key: String, line: String)] = {
         var keys: [String: (String, String)] = [:]
-        for (name, scopes, models) in [("reader", "[read]", ""), ("scorer", "[infer]", ""), ("mlp-app", "[infer, read]", ", models: [mlp]")] {
+        for (name, scopes, models) in [("reader", "[read]", ""), ("scorer", "[infer]", ""), ("mlp-app", "[infer, read]", ", models: [mlp]"), ("ops", "[admin, read]", "")] {
             let (key, sha) = APIKey.generate()
             keys[name] = (key, "  - {name: \(name), sha256: \"\(sha)\", scopes: \(scopes)\(models)}")
         }
@@ -18,11 +19,11 @@ struct GRPCAuthTests {
 
     static func metadata(_ name: String) -> Metadata { ["authorization": "Bearer \(keys[name]!.key)"] }
 
-    static func withAuth(_ body: (GRPCTestServer) async throws -> Void) async throws {
+    static func withAuth(mode: ModelManager.ControlMode = .none, _ body: (GRPCTestServer) async throws -> Void) async throws {
         let yaml = "api_keys:\n" + keys.values.map(\.line).joined(separator: "\n") + "\n"
         let config = try AuthConfig.parse(yaml, directory: FileManager.default.temporaryDirectory)
         let authenticator = try await Authenticator.make(config: config, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
-        try await GRPCTestServer.with(authenticator: authenticator, body)
+        try await GRPCTestServer.with(mode: mode, authenticator: authenticator, body)
     }
 
     static func code(_ body: () async throws -> Void) async -> RPCError.Code? {
@@ -75,6 +76,15 @@ struct GRPCAuthTests {
                 }
             }
             #expect(code == .permissionDenied)
+        }
+    }
+
+    @Test func theAuthenticatedPrincipalIsTheActorOfALoad() async throws {
+        try await Self.withAuth(mode: .explicit) { server in
+            _ = try await server.inference.repositoryModelLoad(.with { $0.modelName = "mlp" }, metadata: Self.metadata("ops"))
+            let entries = try await server.lifecycle.history(model: "mlp", limit: 1)
+            #expect(entries.first?.action.rawValue == "load")
+            #expect(entries.first?.actor == "ops")
         }
     }
 }

@@ -17,6 +17,7 @@ struct GRPCTestServer {
     let inference: Inference_GRPCInferenceService.Client<HTTP2ClientTransport.Posix>
     let health: Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix>
     let manager: ModelManager
+    let lifecycle: ModelLifecycle
     let state: ServerState
     /// The service group running the frontend (and the readiness flipper), for shutdown tests.
     let group: ServiceGroup
@@ -70,7 +71,7 @@ struct GRPCTestServer {
             ) { client in
                 try await body(GRPCTestServer(
                     inference: Inference_GRPCInferenceService.Client(wrapping: client), health: Grpc_Health_V1_Health.Client(wrapping: client),
-                    manager: manager, state: state, group: group))
+                    manager: manager, lifecycle: server.lifecycle, state: state, group: group))
             }
             outcome = .success(())
         } catch {
