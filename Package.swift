@@ -164,9 +164,12 @@ let package = Package(
         .target(name: "ServalTestSupport", dependencies: ["ServalServing", "ServalWire", "ServalTensor", "ServalStore"], path: "Tests/ServalTestSupport"),
         .target(
             name: "ServalAuth",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "ServalWire", .product(name: "Crypto", package: "swift-crypto"), .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Yams", package: "Yams"), .product(name: "Metrics", package: "swift-metrics"),
+            ]
         ),
-        .testTarget(name: "ServalAuthTests", dependencies: ["ServalAuth", .product(name: "JWTKit", package: "jwt-kit")]),
+        .testTarget(name: "ServalAuthTests", dependencies: ["ServalAuth", "ServalTestSupport", .product(name: "JWTKit", package: "jwt-kit")]),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry", "ServalTestSupport"]),
         .testTarget(name: "ServalMonitorTests", dependencies: ["ServalMonitor", "ServalServing", "ServalStore", "ServalWire", "ServalTensor", "ServalTestSupport"]),

@@ -53,7 +53,7 @@ public struct KeyRing: Sendable {
         return found
     }
 
-    public var isEmpty: Bool { entries.isEmpty }
+    public var count: Int { entries.count }
 
     static func bytes(hex: String) -> [UInt8]? {
         let characters = Array(hex.lowercased().utf8)

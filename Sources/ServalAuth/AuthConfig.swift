@@ -32,7 +32,6 @@ public struct AuthConfig: Sendable {
     }
 
     public let keys: KeyRing
-    public let keyNames: [String]
     public let jwt: JWTSettings?
     public let defaultRate: RateLimit
     public let anonymousScopes: Set<Scope>
@@ -40,7 +39,6 @@ public struct AuthConfig: Sendable {
     public init(keys: [(sha256: String, principal: Principal)], jwt: JWTSettings? = nil, defaultRate: RateLimit = RateLimit(rate: 200, burst: 400),
                 anonymousScopes: Set<Scope> = [.health]) throws {
         self.keys = try KeyRing(keys)
-        self.keyNames = keys.map(\.principal.name)
         self.jwt = jwt
         self.defaultRate = defaultRate
         self.anonymousScopes = anonymousScopes

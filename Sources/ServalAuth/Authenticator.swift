@@ -1,5 +1,7 @@
 import Foundation
 import JWTKit
+import Metrics
+import ServalWire
 
 /// Turns a request's credentials into a `Principal`: an `Authorization: Bearer` API key (looked up by digest, in
 /// constant time) or JWT (signature by jwt-kit; issuer, audience, expiry and not-before checked against an injected
@@ -81,6 +83,34 @@ public final class Authenticator: Sendable {
         limiter.admit(principal.name, principal.rate ?? config.defaultRate)
     }
 
+    /// Why a request may not go ahead; each frontend maps it to its own status (401/403/429, or the gRPC codes).
+    public enum Refusal: Error, Sendable, Equatable {
+        case unauthenticated(String)
+        case forbidden(String)
+        case rateLimited(String, retryAfter: Double)
+    }
+
+    /// The one decision both frontends make before a request runs: `rule` nil for a call no route answers (only an
+    /// authenticated caller may learn that); an anonymous caller refused by the rule needs credentials, anyone
+    /// else gets the reason; past its token bucket a principal is rate limited, except on health probes, so
+    /// readiness stays truthful. Rejections are counted in `serval_rate_limited_total{principal}`.
+    public func authorize(_ principal: Principal, anonymous: Bool, rule: AccessRule?) throws(Refusal) {
+        if let rule {
+            if case .forbidden(let reason) = principal.decide(rule) {
+                throw anonymous ? Self.credentialsNeeded : .forbidden(reason)
+            }
+        } else if anonymous {
+            throw Self.credentialsNeeded
+        }
+        let probe = rule.map { $0.scopes.isEmpty || $0.scopes == [.health] } ?? false
+        if !probe, let wait = admit(principal) {
+            Counter(label: "serval_rate_limited_total", dimensions: [("principal", principal.name)]).increment()
+            throw .rateLimited("\(principal.name) is over its rate limit; retry in \(String(format: "%.2f", wait)) s", retryAfter: wait)
+        }
+    }
+
+    static let credentialsNeeded = Refusal.unauthenticated("this call needs credentials: send 'Authorization: Bearer <API key or JWT>'")
+
     private static func reason(_ error: Error) -> String {
         guard let jwt = error as? JWTError else { return "\(error)" }
         let type = jwt.errorType
@@ -95,10 +125,10 @@ public final class Authenticator: Sendable {
 /// A JWT's claims as decoded, before checks: the registered ones Serval reads, plus every claim by name (for the
 /// configurable scopes claim). Checks run in `Authenticator`, against its clock.
 struct TokenClaims: JWTPayload {
-    let claims: [String: ClaimValue]
+    let claims: [String: JSONValue]
 
     init(from decoder: Decoder) throws {
-        claims = try decoder.singleValueContainer().decode([String: ClaimValue].self)
+        claims = try decoder.singleValueContainer().decode([String: JSONValue].self)
     }
 
     func encode(to encoder: Encoder) throws {
@@ -122,39 +152,4 @@ struct TokenClaims: JWTPayload {
         default: return []
         }
     }
-}
-
-/// A JSON value inside a JWT's claims.
-enum ClaimValue: Codable, Sendable {
-    case string(String)
-    case number(Double)
-    case bool(Bool)
-    case array([ClaimValue])
-    case object([String: ClaimValue])
-    case null
-
-    init(from decoder: Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(Double.self) { self = .number(value) }
-        else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if let value = try? container.decode([ClaimValue].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: ClaimValue].self)) }
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .string(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .bool(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        case .null: try container.encodeNil()
-        }
-    }
-
-    var string: String? { if case .string(let value) = self { value } else { nil } }
-    var number: Double? { if case .number(let value) = self { value } else { nil } }
 }

@@ -1,5 +1,4 @@
 import GRPCCore
-import Metrics
 import ServalAuth
 import ServalWire
 
@@ -61,19 +60,18 @@ struct AuthInterceptor: ServerInterceptor {
             throw RPCError(code: .unauthenticated, message: error.message)
         }
         let anonymous = header == nil
-        guard let rule = GRPCAccess.rule(service: context.descriptor.service.fullyQualifiedService, method: context.descriptor.method) else {
-            if anonymous { throw Self.credentialsNeeded }
-            return try await next(request, context)
-        }
-        if case .forbidden(let reason) = principal.decide(AccessRule(rule.scopes)) {
-            throw anonymous ? Self.credentialsNeeded : RPCError(code: .permissionDenied, message: reason)
-        }
-        if rule.scopes != [.health], let wait = authenticator.admit(principal) {
-            Counter(label: "serval_rate_limited_total", dimensions: [("principal", principal.name)]).increment()
-            throw RPCError(code: .resourceExhausted, message: "\(principal.name) is over its rate limit; retry in \(String(format: "%.2f", wait)) s")
+        let rule = GRPCAccess.rule(service: context.descriptor.service.fullyQualifiedService, method: context.descriptor.method)
+        do {
+            try authenticator.authorize(principal, anonymous: anonymous, rule: rule.map { AccessRule($0.scopes) })
+        } catch .unauthenticated(let message) {
+            throw RPCError(code: .unauthenticated, message: message)
+        } catch .forbidden(let message) {
+            throw RPCError(code: .permissionDenied, message: message)
+        } catch .rateLimited(let message, _) {
+            throw RPCError(code: .resourceExhausted, message: message)
         }
         // Unary handlers run inside `next`, so they see the principal (the history's actor for load and unload).
-        guard rule.modelScoped, principal.models != nil else { return try await CurrentPrincipal.$value.withValue(principal) { try await next(request, context) } }
+        guard let rule, rule.modelScoped, principal.models != nil else { return try await CurrentPrincipal.$value.withValue(principal) { try await next(request, context) } }
         let scopes = rule.scopes
         let checked = request.messages.map { message -> Input in
             if case .forbidden(let reason) = principal.decide(AccessRule(scopes, models: GRPCAccess.models(of: message))) {
@@ -85,6 +83,4 @@ struct AuthInterceptor: ServerInterceptor {
             try await next(StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: checked)), context)
         }
     }
-
-    static let credentialsNeeded = RPCError(code: .unauthenticated, message: "this call needs credentials: send 'authorization: Bearer <API key or JWT>' metadata")
 }

@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import HummingbirdAuth
-import Metrics
 import ServalAuth
 import ServalWire
 
@@ -33,27 +32,18 @@ struct AccessMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let principal = context.identity ?? authenticator.anonymous
         let match = routes.access(request.method, request.uri.path)
-        let rule = match.map { $0.rule.access(model: $0.model) }
-        let anonymous = context.identity == nil
-        if let rule {
-            if case .forbidden(let reason) = principal.decide(rule) {
-                if anonymous { throw Self.credentialsNeeded }
-                throw ServingError(.permissionDenied, reason)
-            }
-        } else if anonymous {
-            // No such route (or not with this method): only an authenticated caller learns that (404 or 405).
-            throw Self.credentialsNeeded
-        }
-        let probe = rule.map { $0.scopes.isEmpty || $0.scopes == [.health] } ?? false
-        if !probe, let wait = authenticator.admit(principal) {
-            Counter(label: "serval_rate_limited_total", dimensions: [("principal", principal.name)]).increment()
-            throw ServingError(.rateLimited, "\(principal.name) is over its rate limit; retry in \(String(format: "%.2f", wait)) s", retryAfterSeconds: max(1, Int(wait.rounded(.up))))
+        do {
+            try authenticator.authorize(principal, anonymous: context.identity == nil, rule: match.map { $0.rule.access(model: $0.model) })
+        } catch .unauthenticated(let message) {
+            throw ServingError(.unauthenticated, message)
+        } catch .forbidden(let message) {
+            throw ServingError(.permissionDenied, message)
+        } catch .rateLimited(let message, let wait) {
+            throw ServingError(.rateLimited, message, retryAfterSeconds: max(1, Int(wait.rounded(.up))))
         }
         var context = context
         context.identity = principal
         context.logger[metadataKey: "principal"] = .string(principal.name)
         return try await next(request, context)
     }
-
-    static let credentialsNeeded = ServingError(.unauthenticated, "this endpoint needs credentials: send 'Authorization: Bearer <API key or JWT>'")
 }

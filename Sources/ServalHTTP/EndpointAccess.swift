@@ -34,7 +34,6 @@ enum EndpointAccess {
         }
     }
 
-    static let open = Rule([])
     static let health = Rule([.health])
     static let metrics = Rule([.metrics])
     static let read = Rule([.read])
@@ -46,7 +45,6 @@ enum EndpointAccess {
     /// "METHOD /path/:pattern" → rule, for every route the server registers.
     static let table: [String: Rule] = {
         var rules: [String: Rule] = [
-            "GET /openapi.json": open,
             "GET /v2/health/live": health,
             "GET /v2/health/ready": health,
             "GET /metrics": metrics,

@@ -8,6 +8,8 @@ import Synchronization
 final class RouteTable: Sendable {
     private struct Entry {
         let segments: [String]
+        /// Segments that are not `:name`: the more, the more specific (a literal wins over a parameter).
+        let literals: Int
         var methods: [HTTPRequest.Method]
         var rules: [HTTPRequest.Method: EndpointAccess.Rule]
     }
@@ -24,7 +26,7 @@ final class RouteTable: Sendable {
                 paths[index].methods.append(method)
                 paths[index].rules[method] = rule
             } else {
-                paths.append(Entry(segments: segments, methods: [method], rules: [method: rule]))
+                paths.append(Entry(segments: segments, literals: segments.filter { !$0.hasPrefix(":") }.count, methods: [method], rules: [method: rule]))
             }
         }
     }
@@ -46,16 +48,14 @@ final class RouteTable: Sendable {
         let requested = Self.segments(path)
         var best: (rule: EndpointAccess.Rule, model: String?, literals: Int)?
         for entry in paths.withLock({ $0 }) where Self.matches(entry.segments, requested) {
-            guard let rule = entry.rules[method] else { continue }
-            let literals = entry.segments.filter { !$0.hasPrefix(":") }.count
-            guard best == nil || literals > best!.literals else { continue }
+            guard let rule = entry.rules[method], best == nil || entry.literals > best!.literals else { continue }
             var model: String?
             if let index = entry.segments.firstIndex(of: ":model") {
                 // TF Serving: /v1/models/NAME:predict.
                 model = requested[index].split(separator: ":", maxSplits: 1).first.map(String.init) ?? requested[index]
                 model = model?.removingPercentEncoding ?? model
             }
-            best = (rule, model, literals)
+            best = (rule, model, entry.literals)
         }
         return best.map { ($0.rule, $0.model) }
     }

@@ -25,6 +25,7 @@ public enum JSONValue: Sendable {
         default: return nil
         }
     }
+    public var number: Double? { if case .number(let value) = self { return value }; return nil }
     public var int: Int? { if case .number(let value) = self, value == value.rounded(), abs(value) < 1e15 { return Int(value) }; return nil }
 }
 
@@ -216,5 +217,31 @@ public struct JSONParser {
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         guard let value = Double(text) else { throw error("malformed number \(text)") }
         return value
+    }
+}
+
+/// JSON values through Codable too, for documents another library decodes (a JWT's claims through jwt-kit).
+extension JSONValue: Codable {
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+        else if let value = try? container.decode(Double.self) { self = .number(value) }
+        else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
+        else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .numbers(let values): try container.encode(values)
+        case .array(let values): try container.encode(values)
+        case .object(let members): try container.encode(members)
+        }
     }
 }

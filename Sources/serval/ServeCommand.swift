@@ -121,7 +121,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let authConfig {
             let config = try AuthConfig.load(URL(fileURLWithPath: authConfig))
             http.authenticator = try await Authenticator.make(config: config, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
-            logger.info("authentication on", metadata: ["keys": "\(config.keyNames.count)", "jwt": "\(config.jwt != nil)", "anonymous": "\(config.anonymousScopes.map(\.rawValue).sorted())"])
+            logger.info("authentication on", metadata: ["keys": "\(config.keys.count)", "jwt": "\(config.jwt != nil)", "anonymous": "\(config.anonymousScopes.map(\.rawValue).sorted())"])
         }
         var options = ServerOptions(
             repository: URL(fileURLWithPath: modelRepository),

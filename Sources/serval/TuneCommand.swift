@@ -88,7 +88,8 @@ struct TuneCommand: AsyncParsableCommand {
         }
         var measurements: [TuneMeasurement] = []
         for candidate in candidates {
-            let served = try ServedModel(name: model, version: number, file: file, config: candidate.applied(to: base))
+            // The probe already is the current configuration, loaded.
+            let served = candidate == current ? probe : try ServedModel(name: model, version: number, file: file, config: candidate.applied(to: base))
             // What the server would really run: the thread count after the CPU budget's clamp.
             var actual = candidate
             actual.threadsPerInstance = served.config.threadsPerInstance ?? candidate.threadsPerInstance

@@ -1,17 +1,11 @@
 import Foundation
 import JWTKit
-import Synchronization
+import ServalTestSupport
 import Testing
 @testable import ServalAuth
 
 /// API keys, JWTs, scopes and the token bucket, with injected clocks.
 struct AuthTests {
-    final class TestClock: Sendable {
-        private let now = Mutex(0.0)
-        func read() -> Double { now.withLock { $0 } }
-        func advance(_ seconds: Double) { now.withLock { $0 += seconds } }
-    }
-
     static let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serval-auth-\(UUID().uuidString)")
 
     static func config(_ yaml: String) throws -> AuthConfig {
@@ -77,7 +71,7 @@ struct AuthTests {
     }
 
     @Test func theTokenBucketAdmitsTheBurstThenRefillsAtTheRate() {
-        let clock = TestClock()
+        let clock = ManualClock()
         let limiter = RateLimiter(clock: clock.read)
         let limit = RateLimit(rate: 2, burst: 3)
         #expect((0..<3).allSatisfy { _ in limiter.admit("a", limit) == nil })

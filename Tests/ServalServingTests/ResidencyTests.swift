@@ -9,31 +9,6 @@ import Testing
 /// Scale to zero on one node: idle unload and lazy reload on an injected clock, the memory budget's eviction
 /// order, versions in flight never evicted, and the bounded cold-start queue.
 struct ResidencyTests {
-    /// A clock the test moves by hand.
-    final class TestClock: Sendable {
-        private let now = Mutex(0.0)
-        func read() -> Double { now.withLock { $0 } }
-        func set(_ value: Double) { now.withLock { $0 = value } }
-    }
-
-    /// Holds every load (or every cold-start timeout) until opened: lets a test keep a cold start in progress.
-    actor Latch {
-        private var open = false
-        private var held: [CheckedContinuation<Void, Never>] = []
-        private(set) var arrivals = 0
-
-        func wait() async {
-            arrivals += 1
-            if !open { await withCheckedContinuation { held.append($0) } }
-        }
-
-        func release() {
-            open = true
-            held.forEach { $0.resume() }
-            held.removeAll()
-        }
-    }
-
     static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("examples/models")
 
@@ -70,7 +45,7 @@ struct ResidencyTests {
     }
 
     @Test func anIdleVersionUnloadsAndItsNextRequestLoadsItAgain() async throws {
-        let clock = TestClock()
+        let clock = ManualClock()
         let manager = ModelManager(repository: try Self.repository(["iris"], config: "idle_unload_secs: 60\n"), mode: .none, clock: clock.read)
         try await manager.reconcile()
         let first = try await manager.resolve("iris")
@@ -99,7 +74,7 @@ struct ResidencyTests {
     }
 
     @Test func aModelWithoutIdleUnloadStaysLoaded() async throws {
-        let clock = TestClock()
+        let clock = ManualClock()
         let manager = ModelManager(repository: try Self.repository(["iris"]), mode: .none, clock: clock.read)
         try await manager.reconcile()
         clock.set(1e6)
@@ -109,7 +84,7 @@ struct ResidencyTests {
 
     @Test func theMemoryBudgetEvictsTheLeastRecentlyUsedVersionFirst() async throws {
         let bytes = try await Self.irisBytes()
-        let clock = TestClock()
+        let clock = ManualClock()
         // Room for two copies, not three.
         let manager = ModelManager(
             repository: try Self.repository(["a", "b", "c"]), mode: .none, residency: .init(memoryLimit: bytes * 5 / 2), clock: clock.read)
@@ -139,7 +114,7 @@ struct ResidencyTests {
 
     @Test func aVersionWithRequestsInFlightIsNeverEvicted() async throws {
         let bytes = try await Self.irisBytes()
-        let clock = TestClock()
+        let clock = ManualClock()
         let gate = BatchGate()
         let manager = ModelManager(
             repository: try Self.repository(["a", "b"]), mode: .none, residency: .init(memoryLimit: bytes * 3 / 2),
@@ -185,12 +160,12 @@ struct ResidencyTests {
     }
 
     @Test func coldStartWaitersAreBoundedAndTheRestGet503WithRetryAfter() async throws {
-        let clock = TestClock()
-        let loads = Latch()
+        let clock = ManualClock()
+        let loads = BatchGate()
         let armed = Mutex(false)
         let manager = ModelManager(
             repository: try Self.repository(["iris"], config: "idle_unload_secs: 5\n"), mode: .none, residency: .init(coldStartMaxPending: 2),
-            clock: clock.read, beforeLoad: { _, _ in if armed.withLock({ $0 }) { await loads.wait() } })
+            clock: clock.read, beforeLoad: { _, _ in if armed.withLock({ $0 }) { await loads.enter() } })
         try await manager.reconcile()
         clock.set(10)
         await manager.sweep()
@@ -215,24 +190,24 @@ struct ResidencyTests {
         let a = try await first.value
         let b = try await second.value
         #expect(a === b)
-        #expect(await loads.arrivals == 1)
+        #expect(await loads.started == 1)
         #expect(await Self.state(manager, "iris") == "READY")
     }
 
     @Test func aWaiterGivesUpAfterTheColdStartTimeoutAndTheLoadCarriesOn() async throws {
-        let clock = TestClock()
-        let loads = Latch()
-        let timeouts = Latch()
+        let clock = ManualClock()
+        let loads = BatchGate()
+        let timeouts = BatchGate()
         let armed = Mutex(false)
         let manager = ModelManager(
             repository: try Self.repository(["iris"], config: "idle_unload_secs: 5\n"), mode: .none, residency: .init(coldStartTimeout: 7),
-            clock: clock.read, sleep: { _ in await timeouts.wait() }, beforeLoad: { _, _ in if armed.withLock({ $0 }) { await loads.wait() } })
+            clock: clock.read, sleep: { _ in await timeouts.enter() }, beforeLoad: { _, _ in if armed.withLock({ $0 }) { await loads.enter() } })
         try await manager.reconcile()
         clock.set(10)
         await manager.sweep()
         armed.withLock { $0 = true }
         let waiter = Task { try await manager.resolve("iris") }
-        while await timeouts.arrivals < 1 { await Task.yield() }
+        await timeouts.waitUntilStarted()
         await timeouts.release()
         do {
             _ = try await waiter.value

@@ -11,7 +11,8 @@ public actor BatchGate {
 
     public init() {}
 
-    func enter() async {
+    /// Waits here until `release` (at once after it); also what a test's injected load or sleep calls.
+    public func enter() async {
         started += 1
         startedWaiters.forEach { $0.resume() }
         startedWaiters.removeAll()
