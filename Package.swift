@@ -41,6 +41,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         // OTLP over gRPC only: the OTLP/HTTP trait would bring async-http-client for nothing (gRPC is built anyway).
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPGRPC"]),
@@ -105,8 +108,9 @@ let package = Package(
         .target(
             name: "ServalHTTP",
             dependencies: [
-                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs", "ServalMonitor", "ServalPipeline", "ServalAuth",
+                "ServalServing", "ServalRegistry", "ServalWire", "ServalJobs", "ServalMonitor", "ServalPipeline", "ServalAuth", "ServalTLS",
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -123,7 +127,7 @@ let package = Package(
         .target(
             name: "ServalGRPC",
             dependencies: [
-                "ServalServing", "ServalWire", "ServalAuth",
+                "ServalServing", "ServalWire", "ServalAuth", "ServalTLS",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -135,7 +139,8 @@ let package = Package(
         .target(
             name: "ServalServer",
             dependencies: [
-                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor", "ServalPipeline",
+                "ServalServing", "ServalHTTP", "ServalGRPC", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor", "ServalPipeline", "ServalTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -147,7 +152,7 @@ let package = Package(
         .executableTarget(
             name: "serval",
             dependencies: [
-                "ServalServer", "ServalWire", "ServalAuth", "ServalJobs", "ServalPipeline", "ServalStore",
+                "ServalServer", "ServalWire", "ServalAuth", "ServalJobs", "ServalPipeline", "ServalStore", "ServalTLS",
                 .product(name: "Crypto", package: "swift-crypto"),
                 "ServalONNX",
                 "ServalEngine",
@@ -169,6 +174,15 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"), .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        .target(
+            name: "ServalTLS",
+            dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+        .target(name: "ServalFuzzTargets", dependencies: ["ServalWire", "ServalGRPC", "ServalONNX", "ServalServing", "ServalTensor"]),
+        .testTarget(name: "ServalFuzzTests", dependencies: ["ServalFuzzTargets"]),
         .testTarget(name: "ServalAuthTests", dependencies: ["ServalAuth", "ServalTestSupport", .product(name: "JWTKit", package: "jwt-kit")]),
         .testTarget(name: "ServalTensorTests", dependencies: ["ServalTensor"]),
         .testTarget(name: "ServalStoreTests", dependencies: ["ServalStore", "ServalRegistry", "ServalTestSupport"]),
@@ -186,6 +200,8 @@ let package = Package(
             name: "ServalHTTPTests",
             dependencies: [
                 "ServalHTTP", "ServalServing", "ServalServer", "ServalRegistry", "ServalStore", "ServalWire", "ServalJobs", "ServalMonitor", "ServalTestSupport", "ServalAuth",
+                "ServalTLS", .product(name: "X509", package: "swift-certificates"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "SwiftASN1", package: "swift-asn1"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -206,3 +222,16 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Coverage-guided fuzzing (scripts/fuzz/run.sh): one libFuzzer executable over every decoder of untrusted bytes,
+// built only with SERVAL_FUZZ=1 in its own build folder with -sanitize=fuzzer,address.
+if Context.environment["SERVAL_FUZZ"] == "1" {
+    package.targets += [
+        .target(name: "CFuzzer", path: "Fuzz/CFuzzer"),
+        .executableTarget(
+            name: "serval-fuzz",
+            dependencies: ["CFuzzer", "ServalFuzzTargets"],
+            path: "Fuzz/serval-fuzz"
+        ),
+    ]
+}

@@ -13,6 +13,7 @@ Usage: python bench/server.py [--serval .build/release/serval] [--duration 10] [
 Writes the "Serving" section of bench/RESULTS.md.
 
     python bench/server.py --monitoring-cost [--rounds 3] [--duration 10]
+    python bench/server.py --security-cost [--rounds 3] [--duration 10]
 
 measures what monitoring costs instead: one serval process, iris at concurrency 16, rounds alternating between
 monitoring off (the model has no `monitoring:` settings) and on at sample rate 1.0 (set with PUT
@@ -139,13 +140,14 @@ def start(kind, args, work):
     raise RuntimeError(f"{kind} did not become ready")
 
 
-def wrk(port, model, concurrency, duration, work):
+def wrk(port, model, concurrency, duration, work, scheme="http", headers=()):
     body = os.path.join(work, f"{model}.json")
     with open(body, "w") as f:
         json.dump({"inputs": [MODELS[model]]}, f)
-    url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+    url = f"{scheme}://127.0.0.1:{port}/v2/models/{model}/infer"
+    extra = [argument for header in headers for argument in ("-H", header)]
     output = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, "post.lua"), url],
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", os.path.join(HERE, "post.lua"), *extra, url],
         capture_output=True, text=True, env={**os.environ, "BODY": body}, check=True).stdout
 
     def latency(label):
@@ -219,10 +221,13 @@ def main():
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--servers", default="serval,mlserver,flask")
     parser.add_argument("--monitoring-cost", action="store_true", help="measure monitoring on vs off in one serval process")
+    parser.add_argument("--security-cost", action="store_true", help="measure API-key auth and TLS against plain HTTP")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.monitoring_cost:
         return monitoring_cost(args)
+    if args.security_cost:
+        return security_cost(args)
     levels = [int(c) for c in args.concurrency.split(",")]
     rows = []
     starts = {}
@@ -322,6 +327,81 @@ def monitoring_cost(args):
     section = "\n".join(lines)
     write_section("## Monitoring cost", section)
     print(section)
+
+
+def security_cost(args):
+    """iris at concurrency 16 on three serval processes, measured in alternating rounds: plain (no auth), an API
+    key on every request (--auth-config; the key's bucket set far above the load, so it admits every request but
+    is still consulted), and TLS (--tls-cert/--tls-key, keep-alive connections as wrk keeps them)."""
+    with tempfile.TemporaryDirectory() as work:
+        made = subprocess.run([args.serval, "auth", "new-key", "bench", "--scopes", "infer"], check=True, capture_output=True, text=True).stdout
+        key = re.search(r"(sk_[A-Za-z0-9_-]+)", made).group(1)
+        digest = re.search(r'sha256: "([0-9a-f]{64})"', made).group(1)
+        auth = os.path.join(work, "auth.yaml")
+        with open(auth, "w") as f:
+            f.write(f'api_keys:\n  - {{name: bench, sha256: "{digest}", scopes: [infer], rate: 10000000/s, burst: 10000000}}\n')
+        cert, private = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-keyout", private, "-out", cert], check=True, capture_output=True)
+        variants = {"plain": ([], "http", ()), "api-key": (["--auth-config", auth], "http", (f"Authorization: Bearer {key}",)),
+                    "tls": (["--tls-cert", cert, "--tls-key", private], "https", ())}
+        processes = {}
+        try:
+            for name, (flags, scheme, _) in variants.items():
+                port = free_port()
+                processes[name] = (subprocess.Popen(
+                    ["taskset", "-c", "0", args.serval, "serve", "--model-repository", REPOSITORY, "--data-dir", os.path.join(work, f"data-{name}"),
+                     "--http-port", str(port), "--grpc-port", "0", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
+                for _ in range(600):
+                    if wrk_ready(port, scheme):
+                        break
+                    time.sleep(0.05)
+            for name, (_, scheme, headers) in variants.items():
+                wrk(processes[name][1], "iris", 16, 2, work, scheme, headers)  # warm-up
+            rounds = []
+            for index in range(args.rounds):
+                results = {}
+                for name, (_, scheme, headers) in variants.items():
+                    results[name] = wrk(processes[name][1], "iris", 16, args.duration, work, scheme, headers)
+                    print(json.dumps({"round": index, "variant": name, **results[name]}), flush=True)
+                    assert results[name]["errors"] == 0, f"{name}: non-2xx answers"
+                rounds.append(results)
+        finally:
+            for process, _ in processes.values():
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    command = " ".join(["python", "bench/server.py"] + sys.argv[1:])
+    lines = ["## Security cost: iris at concurrency 16, API-key auth and TLS against plain HTTP", "",
+             f"Command: `{command}` (release build; {time.strftime('%Y-%m-%d')}, shared 2-vCPU machine). Three serval processes, each pinned "
+             "to CPU 0 and measured in turn, each round in the same order; wrk (1 thread, 16 keep-alive connections, KServe v2 JSON at "
+             "batch 1) on CPU 1. `api-key`: `--auth-config` with one key sent as `Authorization: Bearer` on every request (SHA-256, "
+             "constant-time lookup, scope check and token bucket per request). `tls`: `--tls-cert`/`--tls-key` (P-256, TLS 1.3 as wrk "
+             "negotiates it); the handshake is paid once per connection. Target: api-key/plain throughput ≥ 0.97.", "",
+             "| round | plain req/s | api-key req/s | api-key/plain | tls req/s | tls/plain | plain p99 ms | api-key p99 ms | tls p99 ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for index, r in enumerate(rounds):
+        lines.append(f"| {index + 1} | {r['plain']['rps']:.0f} | {r['api-key']['rps']:.0f} | **{r['api-key']['rps'] / r['plain']['rps']:.3f}** | "
+                     f"{r['tls']['rps']:.0f} | **{r['tls']['rps'] / r['plain']['rps']:.3f}** | {r['plain']['p99']:.3f} | {r['api-key']['p99']:.3f} | "
+                     f"{r['tls']['p99']:.3f} |")
+    mean = {name: sum(r[name]["rps"] for r in rounds) / len(rounds) for name in variants}
+    lines += ["", f"Mean over rounds: api-key/plain **{mean['api-key'] / mean['plain']:.3f}**, tls/plain **{mean['tls'] / mean['plain']:.3f}**.", ""]
+    section = "\n".join(lines)
+    write_section("## Security cost", section)
+    print(section)
+
+
+def wrk_ready(port, scheme):
+    """Whether the server answers ready (TLS: without verifying the benchmark's self-signed certificate)."""
+    import ssl
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/v2/models/iris/ready", timeout=2,
+                                    context=context if scheme == "https" else None) as response:
+            return response.status == 200
+    except Exception:
+        return False
 
 
 def measure_grpc(process, port, args, model, concurrency, work, multiplexed):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: build, CLI error-path checks, the ONNX backend conformance allow-list, the full-size encoder
-# golden check, the drift statistics against Evidently, interop with the peers' clients, the rollout, traffic, jobs,
+# golden check, the drift statistics against Evidently, interop with the peers' clients, the OpenAPI contract (schemathesis), TLS, fuzzing, the soak, the rollout, traffic, jobs,
 # monitoring, tracing, batch, DVC, pipeline, scale-to-zero and replica scripts, the container image mirror, then swift test.
 # Needs a Debian machine with the Swift toolchain; installs what is missing (apt, a Python venv in .venv).
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 # Python venv with the pinned onnx, used to regenerate the backend test data.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, skl2onnx, opentelemetry.proto, kubernetes_validate; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23"' 2>/dev/null \
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import onnx, tritonclient.http, tritonclient.grpc, onnxruntime, evidently, sklearn, skl2onnx, opentelemetry.proto, kubernetes_validate, openapi_spec_validator, schemathesis; assert onnx.__version__ == "1.23.2" and evidently.__version__ == "0.7.23" and schemathesis.__version__ == "4.32.5"' 2>/dev/null \
   || [ "$(.venv/bin/dvc --version 2>/dev/null)" != "3.67.1" ] || ! .venv/bin/hadolint --version 2>/dev/null | grep -q 2.15.1; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
@@ -77,6 +77,19 @@ echo "== Rollouts end to end: register, labels, rollback, restart, two replicas 
 
 echo "== Traffic end to end: 80/20 split, sticky keys, shadow, guard rollback of a slow canary, progressive promotion"
 .venv/bin/python scripts/e2e/traffic.py "$serval"
+
+echo "== The HTTP API contract: openapi/serval.yaml is valid OpenAPI 3.1 and generated into the server; schemathesis against a live server with auth on (every scope, then no credentials)"
+.venv/bin/python scripts/contract/openapi.py --check
+.venv/bin/python scripts/contract/run.py "$serval" --max-examples 20
+
+echo "== TLS end to end: curl and tritonclient (HTTP, gRPC) over TLS, SIGHUP reload, mTLS with the certificate as the principal"
+.venv/bin/python scripts/e2e/tls.py "$serval"
+
+echo "== Coverage-guided fuzzing, bounded (30 s per decoder; scripts/fuzz/run.sh 600 is the long run): libFuzzer with ASan"
+scripts/fuzz/run.sh 30
+
+echo "== Soak, shortened (scripts/soak.sh alone runs 1000 cycles and 10 minutes): RSS and descriptors under load/unload and mixed load"
+scripts/soak.sh "$serval" --cycles 200 --seconds 60
 
 echo "== Async jobs end to end: kill -9 mid-run on SQLite, and one of two workers on PostgreSQL"
 .venv/bin/python scripts/e2e/jobs.py "$serval" "$(pg_database e2e_jobs)"

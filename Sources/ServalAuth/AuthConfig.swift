@@ -18,6 +18,8 @@ public struct AuthConfigError: Error, Sendable, Equatable, CustomStringConvertib
 /// jwt: {issuer: https://idp.example, audience: serval, jwks_file: jwks.json, scopes_claim: scope}
 /// default_rate: {rate: 200/s, burst: 400}
 /// anonymous: [health]
+/// client_certificates:            # with --tls-client-ca: a verified client certificate's subject is its principal
+///   - {subject: "CN=batch-scorer,O=Example", scopes: [infer], models: [iris]}
 /// ```
 public struct AuthConfig: Sendable {
     public struct JWTSettings: Sendable, Equatable {
@@ -35,13 +37,17 @@ public struct AuthConfig: Sendable {
     public let jwt: JWTSettings?
     public let defaultRate: RateLimit
     public let anonymousScopes: Set<Scope>
+    /// Principals of client certificates (mTLS), by subject as RFC 4514 text; a verified certificate not listed
+    /// here is a principal with the anonymous scopes, named by its subject.
+    public let certificates: [String: Principal]
 
     public init(keys: [(sha256: String, principal: Principal)], jwt: JWTSettings? = nil, defaultRate: RateLimit = RateLimit(rate: 200, burst: 400),
-                anonymousScopes: Set<Scope> = [.health]) throws {
+                anonymousScopes: Set<Scope> = [.health], certificates: [Principal] = []) throws {
         self.keys = try KeyRing(keys)
         self.jwt = jwt
         self.defaultRate = defaultRate
         self.anonymousScopes = anonymousScopes
+        self.certificates = Dictionary(certificates.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     private struct File: Decodable {
@@ -64,13 +70,21 @@ public struct AuthConfig: Sendable {
             let rate: String?
             let burst: Double?
         }
+        struct ClientCertificate: Decodable {
+            let subject: String?
+            let scopes: [String]?
+            let models: [String]?
+            let rate: String?
+            let burst: Double?
+        }
         let api_keys: [Key]?
         let jwt: JWT?
         let default_rate: Rate?
         let anonymous: [String]?
+        let client_certificates: [ClientCertificate]?
     }
 
-    private static let fields: Set<String> = ["api_keys", "jwt", "default_rate", "anonymous"]
+    private static let fields: Set<String> = ["api_keys", "jwt", "default_rate", "anonymous", "client_certificates"]
 
     /// Reads auth.yaml; relative file paths are relative to its folder. Errors name the file and the field.
     public static func load(_ url: URL) throws -> AuthConfig {
@@ -94,7 +108,7 @@ public struct AuthConfig: Sendable {
             }
         }
         let file: File
-        do { file = try node.map { try YAMLDecoder().decode(File.self, from: $0) } ?? File(api_keys: nil, jwt: nil, default_rate: nil, anonymous: nil) } catch {
+        do { file = try node.map { try YAMLDecoder().decode(File.self, from: $0) } ?? File(api_keys: nil, jwt: nil, default_rate: nil, anonymous: nil, client_certificates: nil) } catch {
             throw AuthConfigError(describe(error))
         }
         var defaultRate = RateLimit(rate: 200, burst: 400)
@@ -127,8 +141,19 @@ public struct AuthConfig: Sendable {
             jwt = JWTSettings(issuer: issuer, audience: audience, jwksFile: resolve(settings.jwks_file), hs256SecretFile: resolve(settings.hs256_secret_file),
                               scopesClaim: settings.scopes_claim ?? "scope")
         }
+        var certificates: [Principal] = []
+        for (index, entry) in (file.client_certificates ?? []).enumerated() {
+            let field = "client_certificates[\(index)]"
+            guard let subject = entry.subject?.trimmingCharacters(in: .whitespaces), subject.contains("=") else {
+                throw AuthConfigError("\(field).subject is required: the certificate's subject as RFC 4514 text, such as \"CN=batch-scorer,O=Example\"")
+            }
+            guard names.insert(subject).inserted else { throw AuthConfigError("\(field).subject '\(subject)' is used twice (or is also a key's name)") }
+            let scopes = try scopeSet(entry.scopes ?? [], field: "\(field).scopes")
+            guard !scopes.isEmpty else { throw AuthConfigError("\(field).scopes must name at least one of \(Scope.allCases.map(\.rawValue).joined(separator: ", "))") }
+            certificates.append(Principal(name: subject, scopes: scopes, models: entry.models.map(Set.init), rate: try limit(entry.rate, entry.burst, field: field, fallback: nil)))
+        }
         let anonymous = try scopeSet(file.anonymous ?? ["health"], field: "anonymous")
-        return try AuthConfig(keys: keys, jwt: jwt, defaultRate: defaultRate, anonymousScopes: anonymous)
+        return try AuthConfig(keys: keys, jwt: jwt, defaultRate: defaultRate, anonymousScopes: anonymous, certificates: certificates)
     }
 
     private static func scopeSet(_ names: [String], field: String) throws -> Set<Scope> {

@@ -78,6 +78,13 @@ public final class Authenticator: Sendable {
         return Principal(name: "jwt:" + (claims.subject ?? "unknown"), scopes: scopes)
     }
 
+    /// The principal of a client certificate the TLS handshake verified (mTLS), used when no bearer is given: the
+    /// entry in `client_certificates:` with its subject, else a principal named by the subject with the anonymous
+    /// scopes (so the history names who it was, and anything beyond them gets 403).
+    public func principal(certificateSubject subject: String) -> Principal {
+        config.certificates[subject] ?? Principal(name: subject, scopes: config.anonymousScopes)
+    }
+
     /// nil when the principal may go ahead now (its token bucket had a token), else the seconds until it may retry.
     public func admit(_ principal: Principal) -> Double? {
         limiter.admit(principal.name, principal.rate ?? config.defaultRate)

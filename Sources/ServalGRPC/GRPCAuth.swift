@@ -1,5 +1,7 @@
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import ServalAuth
+import ServalTLS
 import ServalWire
 
 /// Every RPC's access rule, the gRPC side of `EndpointAccess`: the same scopes per kind of call as on REST.
@@ -53,13 +55,19 @@ struct AuthInterceptor: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let header = request.metadata[stringValues: "authorization"].first(where: { _ in true })
-        let principal: Principal
+        var authenticated: Principal
         do {
-            principal = try await authenticator.authenticate(authorization: header)
+            authenticated = try await authenticator.authenticate(authorization: header)
         } catch let error as AuthenticationError {
             throw RPCError(code: .unauthenticated, message: error.message)
         }
-        let anonymous = header == nil
+        // Without a bearer, a client certificate verified by the handshake (mTLS) names the principal.
+        var anonymous = header == nil
+        if anonymous, let peer = (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate {
+            authenticated = authenticator.principal(certificateSubject: ServingCertificate.subject(of: peer))
+            anonymous = false
+        }
+        let principal = authenticated
         let rule = GRPCAccess.rule(service: context.descriptor.service.fullyQualifiedService, method: context.descriptor.method)
         do {
             try authenticator.authorize(principal, anonymous: anonymous, rule: rule.map { AccessRule($0.scopes) })

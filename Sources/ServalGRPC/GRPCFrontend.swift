@@ -2,7 +2,9 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
 import ServalAuth
+import ServalTLS
 import ServalServing
+import ServalWire
 import ServiceLifecycle
 import SwiftProtobuf
 
@@ -14,6 +16,10 @@ public struct GRPCConfiguration: Sendable {
     public var maxMessageSize: Int
     /// Authentication, scopes and rate limits (`--auth-config`); nil: every RPC is open.
     public var authenticator: Authenticator?
+    /// What one request may declare (`--max-tensor-elements`, `--max-bytes-element-size`).
+    public var limits = WireLimits.standard
+    /// TLS (`--tls-cert`, `--tls-key`, `--tls-client-ca`), with the certificate the HTTP listener uses; nil: plaintext.
+    public var tls: ServingCertificate?
 
     public init(host: String = "127.0.0.1", port: Int = 8001, maxMessageSize: Int = 64 * 1024 * 1024) {
         self.host = host
@@ -38,14 +44,29 @@ public struct GRPCFrontend: Service {
         let transportLimit = min(Int(UInt32.max), max(limit * 2, limit + 1 << 20))
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: configuration.host, port: configuration.port),
-            transportSecurity: .plaintext,
+            transportSecurity: Self.security(configuration.tls),
             config: .defaults { $0.rpc.maxRequestPayloadSize = transportLimit })
         let inference = SizeLimitedService(
-            service: InferenceService(lifecycle: lifecycle, state: state), limit: limit)
+            service: InferenceService(lifecycle: lifecycle, state: state, limits: configuration.limits), limit: limit)
         let health = HealthService(router: lifecycle.router, state: state)
         let interceptors: [any ServerInterceptor] = configuration.authenticator.map { [AuthInterceptor(authenticator: $0)] } ?? []
         self.server = GRPCServer(transport: transport, services: [inference, health], interceptors: interceptors)
         self.onListening = onListening
+    }
+
+    /// TLS 1.2+ (the transport's minimum) with the reloadable certificate; with a client CA, client certificates
+    /// are required and verified.
+    static func security(_ certificate: ServingCertificate?) -> HTTP2ServerTransport.Posix.TransportSecurity {
+        guard let certificate else { return .plaintext }
+        let settings = certificate.settings
+        var tls = HTTP2ServerTransport.Posix.TransportSecurity.TLS.defaults(
+            certificateChain: [.file(path: settings.certificate.path, format: .pem)], privateKey: .file(path: settings.key.path, format: .pem))
+        if let clientCA = settings.clientCA {
+            tls.clientCertificateVerification = .noHostnameVerification
+            tls.trustRoots = .certificates([.file(path: clientCA.path, format: .pem)])
+        }
+        tls.certificateReloader = certificate
+        return .tls(tls)
     }
 
     public func run() async throws {

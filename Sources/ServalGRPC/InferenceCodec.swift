@@ -6,14 +6,16 @@ import ServalWire
 /// Open Inference Protocol gRPC messages ↔ the protocol-neutral `InferenceRequest` / `InferenceResponse`.
 /// Inputs arrive as typed `contents` or as `raw_input_contents`; outputs go back in the form the request used
 /// (raw when the request was raw, or when an output has no typed field, such as FP16).
-enum InferenceCodec {
-    static func decodeRequest(_ message: Inference_ModelInferRequest) throws -> InferenceRequest {
+public enum InferenceCodec {
+    /// A request message into an `InferenceRequest`; errors name the input and the field.
+    public static func decodeRequest(_ message: Inference_ModelInferRequest, limits: WireLimits = .standard) throws -> InferenceRequest {
         let raw = message.rawInputContents
         if !raw.isEmpty, raw.count != message.inputs.count {
             throw ServingError.invalidArgument("raw_input_contents has \(raw.count) entries for \(message.inputs.count) inputs; send one per input, in order")
         }
         var tensors: [String: Tensor] = [:]
         tensors.reserveCapacity(message.inputs.count)
+        var elements = 0
         for (index, input) in message.inputs.enumerated() {
             let name = input.name
             guard !name.isEmpty else { throw ServingError.invalidArgument("inputs[\(index)] has no name") }
@@ -25,14 +27,15 @@ enum InferenceCodec {
             }
             let shape = input.shape.map { Int($0) }
             guard tensors[name] == nil else { throw ServingError.invalidArgument("input '\(name)' appears twice") }
+            let count = try limits.elements(of: shape, what: "input '\(name)'", total: &elements)
             if raw.isEmpty {
-                tensors[name] = try typedTensor(input.contents, dtype: dtype, shape: shape, name: name)
+                tensors[name] = try typedTensor(input.contents, dtype: dtype, shape: shape, count: count, name: name, limits: limits)
             } else {
                 guard !input.hasContents else {
                     throw ServingError.invalidArgument("input '\(name)' has typed contents but the request uses raw_input_contents; use one form for all inputs")
                 }
                 tensors[name] = try raw[index].withUnsafeBytes {
-                    try RawTensorCodec.decode($0, dtype: dtype, shape: shape, name: name, source: "raw_input_contents[\(index)]")
+                    try RawTensorCodec.decode($0, dtype: dtype, shape: shape, name: name, source: "raw_input_contents[\(index)]", limits: limits)
                 }
             }
         }
@@ -49,8 +52,9 @@ enum InferenceCodec {
     }
 
     /// Builds a tensor from the typed field that matches `dtype`; an error names the input and the field.
-    private static func typedTensor(_ contents: Inference_InferTensorContents, dtype: DType, shape: [Int], name: String) throws -> Tensor {
-        let count = shape.reduce(1, *)
+    private static func typedTensor(
+        _ contents: Inference_InferTensorContents, dtype: DType, shape: [Int], count: Int, name: String, limits: WireLimits
+    ) throws -> Tensor {
         func checked<T>(_ values: [T], _ field: String) throws -> [T] {
             guard values.count == count else {
                 throw ServingError.invalidArgument("input '\(name)' (\(dtype.kserveName) \(shape)) needs \(count) values in contents.\(field), got \(values.count)")
@@ -82,7 +86,10 @@ enum InferenceCodec {
         case .uint8: return try narrowed(contents.uintContents, "uint_contents", as: UInt8.self)
         case .bool: return Tensor(shape: shape, scalars: try checked(contents.boolContents, "bool_contents"))
         case .string:
-            let strings = try checked(contents.bytesContents, "bytes_contents").map { String(decoding: $0, as: UTF8.self) }
+            let strings = try checked(contents.bytesContents, "bytes_contents").map { bytes in
+                try limits.checkBytesElement(bytes.count, what: "input '\(name)'")
+                return String(decoding: bytes, as: UTF8.self)
+            }
             return Tensor(shape: shape, strings: strings)
         case .float16:
             throw ServingError.invalidArgument("input '\(name)' is FP16, which has no typed contents field; send it in raw_input_contents")

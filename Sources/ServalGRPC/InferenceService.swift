@@ -9,6 +9,8 @@ import ServalWire
 struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
     let lifecycle: ModelLifecycle
     let state: ServerState
+    /// What one request may declare (`--max-tensor-elements`, ...).
+    var limits = WireLimits.standard
     var manager: ModelManager { lifecycle.manager }
     var router: Router { lifecycle.router }
 
@@ -167,7 +169,7 @@ struct InferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
     private func infer(
         _ message: Inference_ModelInferRequest, trace: RequestTrace? = nil, started: ContinuousClock.Instant = .now
     ) async throws -> Inference_ModelInferResponse {
-        let request = try InferenceCodec.decodeRequest(message)
+        let request = try InferenceCodec.decodeRequest(message, limits: limits)
         trace?.child("decode", from: started, to: .now)
         let model = try Self.modelName(message.modelName)
         let route = try await router.route(model, try ModelSelector.parse(version: message.modelVersion, model: model), routingKey: request.routingKey)

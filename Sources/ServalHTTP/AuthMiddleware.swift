@@ -1,17 +1,26 @@
 import Foundation
 import Hummingbird
 import HummingbirdAuth
+import NIOSSL
 import ServalAuth
+import ServalTLS
 import ServalWire
 
 /// Reads the `Authorization: Bearer` credential with hummingbird-auth's authenticator middleware: the principal
 /// it names goes into the request context; a credential that is present but wrong is 401 at once.
+/// Without a bearer, on a listener that verifies client certificates (mTLS), the certificate's subject is the
+/// principal (`client_certificates:` in auth.yaml).
 struct BearerAuthenticator: AuthenticatorMiddleware {
     typealias Context = ServalRequestContext
     let authenticator: Authenticator
+    let certificates: Bool
 
     func authenticate(request: Request, context: Context) async throws -> Principal? {
-        guard let header = request.headers[.authorization] else { return nil }
+        guard let header = request.headers[.authorization] else {
+            guard certificates, let certificate = try? await context.channel.nioSSL_peerCertificate().get(),
+                  let subject = ServingCertificate.subject(of: certificate) else { return nil }
+            return authenticator.principal(certificateSubject: subject)
+        }
         do {
             return try await authenticator.authenticate(authorization: header)
         } catch let error as AuthenticationError {
@@ -31,9 +40,13 @@ struct AccessMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let principal = context.identity ?? authenticator.anonymous
-        let match = routes.access(request.method, request.uri.path)
+        // A method the path does not serve is decided by the rules of the ones it does: a caller allowed one of
+        // them goes on to the 405 with `Allow` (TRACE on a health probe is a 405 for anyone).
+        let rule = routes.access(request.method, request.uri.path).map { $0.rule.access(model: $0.model) }
+            ?? routes.accessOfOtherMethods(request.uri.path).map { $0.rule.access(model: $0.model) }
+                .first { principal.decide($0) == .allowed }
         do {
-            try authenticator.authorize(principal, anonymous: context.identity == nil, rule: match.map { $0.rule.access(model: $0.model) })
+            try authenticator.authorize(principal, anonymous: context.identity == nil, rule: rule)
         } catch .unauthenticated(let message) {
             throw ServingError(.unauthenticated, message)
         } catch .forbidden(let message) {

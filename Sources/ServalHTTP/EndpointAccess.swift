@@ -48,6 +48,8 @@ enum EndpointAccess {
             "GET /v2/health/live": health,
             "GET /v2/health/ready": health,
             "GET /metrics": metrics,
+            // The contract is public: clients read it before they hold credentials.
+            "GET /openapi.json": Rule([]),
             "GET /v2": read,
             "GET /v2/models/stats": readAll,
             "POST /v2/repository/index": readAll,

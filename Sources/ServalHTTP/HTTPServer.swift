@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOSSL
 import HummingbirdCore
 import Logging
 import NIOCore
@@ -24,6 +25,19 @@ public struct HTTPConfiguration: Sendable {
     public var accessLog = false
     /// Authentication, scopes and rate limits (`--auth-config`); nil: every endpoint is open.
     public var authenticator: Authenticator?
+    /// What one request may declare: JSON depth and size, tensor elements, BYTES element size.
+    public var limits = WireLimits.standard
+    /// Largest model file `POST /v2/models/{m}/versions` accepts (`--max-model-size`; models outgrow request bodies).
+    public var maxModelSize = 1 << 30
+    /// Most graph nodes an uploaded model may have (`--max-model-nodes`).
+    public var maxModelNodes = 1_000_000
+    /// Slow and idle clients, and the most connections open at once.
+    public var connections = HTTPConnectionLimits()
+    /// TLS on this listener (`--tls-cert`, `--tls-key`; `--tls-client-ca` for mTLS); nil: plaintext.
+    public var tls: HTTPTLS?
+    /// Which routes this listener serves: all of them, or with `--admin-port` the inference surface on the
+    /// public port and everything on the admin port.
+    public var surface = HTTPSurface.all
 
     public init(host: String = "127.0.0.1", port: Int = 8000, maxInputSize: Int = 64 * 1024 * 1024, serverVersion: String = ServerInfo.version) {
         self.host = host
@@ -33,14 +47,43 @@ public struct HTTPConfiguration: Sendable {
     }
 }
 
+/// TLS for an HTTP listener: the server context (its certificate reloadable, see `ServingCertificate`) and
+/// whether clients present certificates, whose subject is then the principal when no bearer is given.
+public struct HTTPTLS: Sendable {
+    public let context: NIOSSLContext
+    public let verifiesClients: Bool
+
+    public init(context: NIOSSLContext, verifiesClients: Bool) {
+        self.context = context
+        self.verifiesClients = verifiesClients
+    }
+}
+
+/// The routes one listener serves. With `--admin-port`, the public port serves `inference` (health, inference,
+/// jobs, feedback and the contract) and the admin port serves `all`, so the control plane, the read APIs and
+/// `/metrics` can be bound where only operators reach them.
+public enum HTTPSurface: Sendable {
+    case all
+    case inference
+
+    func serves(_ rule: EndpointAccess.Rule) -> Bool {
+        switch self {
+        case .all: true
+        case .inference: rule.scopes.isEmpty || rule.scopes.contains(.infer) || rule.scopes == [.health]
+        }
+    }
+}
+
 /// Builds the Hummingbird application: KServe v2, Triton's extensions, TF Serving REST and the registry routes,
 /// all over one `ModelLifecycle` (and its `Router`).
 public enum HTTPServer {
+    /// The application, and every route it registered as "METHOD /path/:param" (the OpenAPI check compares them
+    /// with the spec's paths).
     public static func makeApplication(
         lifecycle: ModelLifecycle, configuration: HTTPConfiguration, state: ServerState = ServerState(), jobs: JobService? = nil,
         monitor: Monitor? = nil, pipelines: PipelineService? = nil, services: [any Service] = [], metrics: PrometheusCollectorRegistry? = nil, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
+    ) -> (application: some ApplicationProtocol, routes: [String]) {
         let router = HTTPRouter(context: ServalRequestContext.self)
         // Outermost first: metrics see the status the error middleware produced, so a 400 counts as a 400.
         if configuration.accessLog { router.add(middleware: LogRequestsMiddleware(.info)) }
@@ -50,10 +93,11 @@ public enum HTTPServer {
         router.add(middleware: ErrorMiddleware(routes: table))
         if let authenticator = configuration.authenticator {
             // Before routing: a request is authenticated and checked before any route (or the 404) sees it.
-            router.add(middleware: BearerAuthenticator(authenticator: authenticator))
+            router.add(middleware: BearerAuthenticator(authenticator: authenticator, certificates: configuration.tls?.verifiesClients ?? false))
             router.add(middleware: AccessMiddleware(authenticator: authenticator, routes: table))
         }
-        var builder = RouteBuilder(router: router, table: table)
+        var builder = RouteBuilder(router: router, table: table, surface: configuration.surface)
+        builder.get("/openapi.json") { _, _ in Response.json(OpenAPIDocument.json) }
         if let metrics {
             builder.get("/metrics") { _, _ in
                 Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -70,13 +114,16 @@ public enum HTTPServer {
         if let jobs { JobRoutes(shared: shared, jobs: jobs).register(&builder) }
         if let monitor { MonitoringRoutes(shared: shared, monitor: monitor).register(&builder) }
         if let pipelines { PipelineRoutes(shared: shared, pipelines: pipelines).register(&builder) }
-        return Application(
+        let application = Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [ClientDisconnectHandler()])),
+            server: GuardedHTTP1Channel.builder(
+                configuration: .init(additionalChannelHandlers: [ClientDisconnectHandler(), RequestGuard()], idleTimeout: ConnectionGuard.amount(configuration.connections.idleTimeout)),
+                limits: configuration.connections, connections: ConnectionCount(), tls: configuration.tls?.context),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "serval"),
             services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
+        return (application, table.routes.map { "\($0.method.rawValue) \($0.path)" })
     }
 }
 
@@ -99,10 +146,14 @@ struct RouteContext: Sendable {
 
     /// Reads the body up to --http-max-input-size; a larger body is refused while streaming.
     func collect(_ request: Request) async throws -> ByteBuffer {
+        try await collect(request, upTo: configuration.maxInputSize, flag: "--http-max-input-size")
+    }
+
+    func collect(_ request: Request, upTo limit: Int, flag: String) async throws -> ByteBuffer {
         do {
-            return try await request.body.collect(upTo: configuration.maxInputSize)
+            return try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
-            throw ServingError(.payloadTooLarge, "request body is larger than --http-max-input-size (\(configuration.maxInputSize) bytes)")
+            throw ServingError(.payloadTooLarge, "request body is larger than \(flag) (\(limit) bytes)")
         }
     }
 

@@ -17,7 +17,7 @@ struct JobRoutes {
             routes.post(prefix + "/jobs") { request, context in
                 let name = try context.parameters.require("model")
                 let selector = try ModelSelector.parse(version: context.parameters.get("version"), model: name)
-                return try await Self.submit(jobs, model: name, selector: selector, request: request, body: try await shared.collect(request))
+                return try await Self.submit(jobs, model: name, selector: selector, request: request, context: context, body: try await shared.collect(request))
             }
         }
         routes.get("/v2/jobs") { request, _ in
@@ -50,10 +50,12 @@ struct JobRoutes {
     }
 
     /// Commits the job and answers 202 with `Location` (200 with the original job for a repeated idempotency key).
-    static func submit(_ jobs: JobService, model: String, selector: ModelSelector, request: Request, body: ByteBuffer) async throws -> Response {
+    static func submit(
+        _ jobs: JobService, model: String, selector: ModelSelector, request: Request, context: ServalRequestContext, body: ByteBuffer
+    ) async throws -> Response {
         let (job, created) = try await jobs.submit(
             model: model, selector: selector, body: Array(body.readableBytesView), headerLength: try KServeRoutes.headerLength(request),
-            idempotencyKey: request.headers[HTTPHeaders.idempotencyKey])
+            idempotencyKey: request.headers[HTTPHeaders.idempotencyKey], submittedBy: RouteContext.actor(request, context))
         var response = Response.json(created ? JobJSON.accepted(job) : JobJSON.job(job), status: created ? .accepted : .ok)
         response.headers[.location] = "/v2/jobs/\(job.id)"
         return response

@@ -42,7 +42,7 @@ struct KServeRoutes {
                 let body = try await shared.collect(request)
                 // RFC 7240 `Prefer: respond-async`: the same call as POST .../jobs.
                 if let jobs = shared.jobs, JobRoutes.prefersAsync(request) {
-                    var response = try await JobRoutes.submit(jobs, model: name, selector: selector, request: request, body: body)
+                    var response = try await JobRoutes.submit(jobs, model: name, selector: selector, request: request, context: context, body: body)
                     response.headers[HTTPHeaders.preferenceApplied] = "respond-async"
                     return response
                 }
@@ -79,7 +79,7 @@ struct KServeRoutes {
         started: ContinuousClock.Instant = .now
     ) async throws -> Response {
         let headerLength = try Self.headerLength(request)
-        let (inference, binaryOutputs) = try body.withUnsafeReadableBytes { try KServeCodec.decodeRequest(body: $0, headerLength: headerLength) }
+        let (inference, binaryOutputs) = try body.withUnsafeReadableBytes { try KServeCodec.decodeRequest(body: $0, headerLength: headerLength, limits: shared.configuration.limits) }
         trace?.child("decode", from: started, to: .now)
         let route = try await shared.router.route(model, selector, routingKey: inference.routingKey ?? request.headers[HTTPHeaders.routingKey])
         let response = try await shared.router.infer(inference, on: route, trace: trace)

@@ -41,7 +41,7 @@ struct MonitoringRoutes {
         routes.post("/v2/models/:model/feedback") { request, context in
             let model = try context.parameters.require("model")
             let body = try await shared.collect(request)
-            let items = try FeedbackItem.parse(try body.withUnsafeReadableBytes { try JSONParser.parse($0) })
+            let items = try FeedbackItem.parse(try body.withUnsafeReadableBytes { try JSONParser.parse($0, limits: shared.configuration.limits) })
             let rows = try await monitor.feedback(model, items, now: Date().timeIntervalSince1970)
             var json = JSONWriter()
             json.raw("{\"model\":")

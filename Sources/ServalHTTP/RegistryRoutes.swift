@@ -15,7 +15,7 @@ struct RegistryRoutes {
         let lifecycle = shared.lifecycle
         routes.post("/v2/models/:model/versions") { request, context in
             let model = try context.parameters.require("model")
-            let body = try await shared.collect(request)
+            let body = try await shared.collect(request, upTo: shared.configuration.maxModelSize, flag: "--max-model-size")
             let form = try MultipartForm(contentType: request.headers[.contentType], body: body)
             guard let file = form["model"], !file.isEmpty else {
                 throw ServingError.invalidArgument("multipart part 'model' (the ONNX file) is required")
@@ -24,7 +24,8 @@ struct RegistryRoutes {
             if let text = form["metadata"], !text.isEmpty {
                 metadata = try ControlPlane.decode(VersionMetadata.self, from: ByteBuffer(bytes: text), what: "part 'metadata'")
             }
-            let registered = try await lifecycle.register(model: model, file: Data(file), metadata: metadata, actor: RouteContext.actor(request, context))
+            let registered = try await lifecycle.register(model: model, file: Data(file), metadata: metadata, actor: RouteContext.actor(request, context),
+                                                          maxNodes: shared.configuration.maxModelNodes)
             var response = try ControlPlane.response(
                 ControlPlane.RegisterResponse(name: registered.name, version: String(registered.version), state: registered.state.rawValue, sha256: registered.sha256),
                 status: .created)

@@ -11,7 +11,7 @@ struct RepositoryRoutes {
         let shared = self.shared
         routes.post("/v2/repository/index") { request, _ in
             let body = try await shared.collect(request)
-            let readyOnly = body.readableBytes > 0 ? try body.withUnsafeReadableBytes { try JSONParser.parse($0) }["ready"].flatMap {
+            let readyOnly = body.readableBytes > 0 ? try body.withUnsafeReadableBytes { try JSONParser.parse($0, limits: shared.configuration.limits) }["ready"].flatMap {
                 if case .bool(let flag) = $0 { return flag } else { return nil }
             } ?? false : false
             var json = JSONWriter()

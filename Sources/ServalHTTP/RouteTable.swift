@@ -45,10 +45,21 @@ final class RouteTable: Sendable {
     /// The access rule of the route `method path` reaches, and the model its `:model` segment names; nil when
     /// no route answers it. A literal segment wins over a `:name` one (`/v2/models/stats` is not a model).
     func access(_ method: HTTPRequest.Method, _ path: String) -> (rule: EndpointAccess.Rule, model: String?)? {
+        best(path) { $0.rules[method] }
+    }
+
+    /// The access rules of the methods a path does answer, for a request with one it does not: a caller that
+    /// passes one of them may learn the path exists (405 with `Allow`); anyone else learns nothing from it.
+    func accessOfOtherMethods(_ path: String) -> [(rule: EndpointAccess.Rule, model: String?)] {
+        guard let methods = allowedMethods(path) else { return [] }
+        return methods.compactMap { method in best(path) { $0.rules[method] } }
+    }
+
+    private func best(_ path: String, rule ruleOf: (Entry) -> EndpointAccess.Rule?) -> (rule: EndpointAccess.Rule, model: String?)? {
         let requested = Self.segments(path)
         var best: (rule: EndpointAccess.Rule, model: String?, literals: Int)?
         for entry in paths.withLock({ $0 }) where Self.matches(entry.segments, requested) {
-            guard let rule = entry.rules[method], best == nil || entry.literals > best!.literals else { continue }
+            guard let rule = ruleOf(entry), best == nil || entry.literals > best!.literals else { continue }
             var model: String?
             if let index = entry.segments.firstIndex(of: ":model") {
                 // TF Serving: /v1/models/NAME:predict.
@@ -77,14 +88,17 @@ final class RouteTable: Sendable {
 }
 
 /// Registers routes on the router and records each in the table that answers 405s.
+/// Routes the listener's surface does not serve are not registered (a 404 there, as for any unknown path).
 struct RouteBuilder {
     let router: HTTPRouter
     let table: RouteTable
+    var surface = HTTPSurface.all
 
     mutating func on(
         _ path: String, _ method: HTTPRequest.Method,
         _ handler: @escaping @Sendable (Request, ServalRequestContext) async throws -> Response
     ) {
+        guard surface.serves(EndpointAccess.rule(method, path)) else { return }
         table.add(path, method)
         router.on(RouterPath(path), method: method, use: handler)
     }

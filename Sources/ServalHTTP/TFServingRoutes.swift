@@ -28,7 +28,9 @@ struct TFServingRoutes {
                 let body = try await shared.collect(request)
                 let trace = HTTPTracing.start(shared.router.tracer, "POST /v1/models/{model}:predict", request: request, started: started)
                 return try await RequestTrace.around(trace) { try await ConnectionWatch.cancellingOnDisconnect(context) {
-                    let (inference, format) = try body.withUnsafeReadableBytes { try TFServingCodec.decodeRequest(try JSONParser.parse($0), inputs: route.primary.inputs) }
+                    let (inference, format) = try body.withUnsafeReadableBytes { 
+                        try TFServingCodec.decodeRequest(try JSONParser.parse($0, limits: shared.configuration.limits), inputs: route.primary.inputs, limits: shared.configuration.limits)
+                    }
                     trace?.child("decode", from: started, to: .now)
                     let response = try await shared.router.infer(inference, on: route, trace: trace)
                     let encoding = ContinuousClock.now

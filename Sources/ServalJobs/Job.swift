@@ -42,6 +42,8 @@ public struct Job: Sendable, Equatable {
     public var attemptErrors: [JobAttemptError]
     public var callbackURL: String?
     public var idempotencyKey: String?
+    /// Who submitted it: the authenticated principal, or without `--auth-config` the `Serval-Actor` header.
+    public var submittedBy: String? = nil
 }
 
 /// What a client submits: the v2 request body as it arrived (JSON, or a JSON header followed by binary tensors).
@@ -56,11 +58,13 @@ public struct JobSubmission: Sendable {
     public var deadlineSeconds: Double?
     public var callbackURL: String?
     public var idempotencyKey: String?
+    public var submittedBy: String?
 
     public init(
         model: String, version: Int?, body: [UInt8], headerLength: Int?, priority: Int = 0, maxAttempts: Int = 3, deadlineSeconds: Double? = nil,
-        callbackURL: String? = nil, idempotencyKey: String? = nil
+        callbackURL: String? = nil, idempotencyKey: String? = nil, submittedBy: String? = nil
     ) {
+        self.submittedBy = submittedBy
         self.model = model
         self.version = version
         self.body = body

@@ -49,6 +49,7 @@ public enum JobJSON {
             ("status", .string(job.status.rawValue)), ("priority", .int(job.priority)), ("attempts", .int(job.attempts)),
             ("max_attempts", .int(job.maxAttempts)), ("created_at", time(job.createdAt)), ("started_at", time(job.startedAt)),
             ("finished_at", time(job.finishedAt)), ("deadline_at", time(job.deadlineAt)), ("error", text(job.error)),
+            ("submitted_by", text(job.submittedBy)),
         ]
         let attempts = job.attemptErrors.map { attempt in
             object([("attempt", .int(attempt.attempt)), ("error", .string(attempt.error)), ("at", time(attempt.at))])

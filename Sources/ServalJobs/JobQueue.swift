@@ -36,13 +36,15 @@ public struct JobQueue: Sendable {
             "CREATE INDEX jobs_claim ON jobs (status, priority, seq)",
             "CREATE INDEX jobs_model ON jobs (model, seq)",
             "CREATE INDEX jobs_finished ON jobs (finished_at)",
-        ])
+        ]),
+        // The principal that submitted the job (the security issue): the audit trail of the data plane's writes.
+        Migration(id: "jobs-2-submitted-by", statements: ["ALTER TABLE jobs ADD COLUMN submitted_by TEXT"]),
     ]
 
     /// Every column but the payloads.
     static let columns = """
         seq, id, model, version, pinned_version, status, priority, attempts, max_attempts, created_at, started_at, finished_at, available_at,
-        deadline_at, lease_owner, lease_expires_at, error, error_status, attempt_errors, callback_url, idempotency_key, body_hash
+        deadline_at, lease_owner, lease_expires_at, error, error_status, attempt_errors, callback_url, idempotency_key, body_hash, submitted_by
         """
 
     // MARK: - Submitting and reading
@@ -64,16 +66,16 @@ public struct JobQueue: Sendable {
                 id: Self.newID(), model: submission.model, version: submission.version, pinnedVersion: submission.version != nil, status: .queued,
                 priority: submission.priority, attempts: 0, maxAttempts: submission.maxAttempts, createdAt: now, availableAt: now,
                 deadlineAt: submission.deadlineSeconds.map { now + $0 }, attemptErrors: [], callbackURL: submission.callbackURL,
-                idempotencyKey: submission.idempotencyKey)
+                idempotencyKey: submission.idempotencyKey, submittedBy: submission.submittedBy)
             try await connection.execute(
                 """
                 INSERT INTO jobs (id, model, version, pinned_version, status, priority, max_attempts, created_at, available_at, deadline_at,
-                  request_body, header_length, attempt_errors, callback_url, idempotency_key, body_hash)
-                VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, ?)
+                  request_body, header_length, attempt_errors, callback_url, idempotency_key, body_hash, submitted_by)
+                VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, ?, ?)
                 """,
                 [.text(job.id), .text(job.model), SQLValue(job.version), .integer(job.pinnedVersion ? 1 : 0), .integer(Int64(job.priority)),
                  .integer(Int64(job.maxAttempts)), .real(now), .real(now), SQLValue(job.deadlineAt), .blob(submission.body),
-                 SQLValue(submission.headerLength), SQLValue(job.callbackURL), SQLValue(job.idempotencyKey), .text(hash)])
+                 SQLValue(submission.headerLength), SQLValue(job.callbackURL), SQLValue(job.idempotencyKey), .text(hash), SQLValue(job.submittedBy)])
             try await Self.notify(connection)
             return (job, true)
         }
@@ -346,7 +348,7 @@ public struct JobQueue: Sendable {
             deadlineAt: row["deadline_at"].double, leaseOwner: row["lease_owner"].string, leaseExpiresAt: row["lease_expires_at"].double,
             error: row["error"].string, errorStatus: row["error_status"].int,
             attemptErrors: (try? JSONDecoder().decode([JobAttemptError].self, from: Data((row["attempt_errors"].string ?? "[]").utf8))) ?? [],
-            callbackURL: row["callback_url"].string, idempotencyKey: row["idempotency_key"].string)
+            callbackURL: row["callback_url"].string, idempotencyKey: row["idempotency_key"].string, submittedBy: row["submitted_by"].string)
     }
 
     /// SHA-256 over the target and the body, so a key reused for another model or payload is told apart.

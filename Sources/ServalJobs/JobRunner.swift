@@ -7,17 +7,22 @@ import ServalWire
 /// of at most that size, and the pieces' outputs are joined in order.
 public struct JobRunner: Sendable {
     public let router: Router
+    /// What one request may declare, as for online requests.
+    public let limits: WireLimits
 
-    public init(router: Router) { self.router = router }
+    public init(router: Router, limits: WireLimits = .standard) {
+        self.router = router
+        self.limits = limits
+    }
 
     /// The decoded request, and which outputs the client wants as binary.
-    public static func decode(body: [UInt8], headerLength: Int?) throws -> (InferenceRequest, KServeCodec.BinaryOutputs) {
-        try body.withUnsafeBytes { try KServeCodec.decodeRequest(body: $0, headerLength: headerLength) }
+    public func decode(body: [UInt8], headerLength: Int?) throws -> (InferenceRequest, KServeCodec.BinaryOutputs) {
+        try body.withUnsafeBytes { try KServeCodec.decodeRequest(body: $0, headerLength: headerLength, limits: limits) }
     }
 
     /// The v2 answer, as stored for `GET /v2/jobs/{id}/result`, and the JSON the callback carries.
     public func run(_ claim: JobClaim) async throws -> (version: Int, result: JobResult, callbackBody: String) {
-        var (request, binaryOutputs) = try Self.decode(body: claim.body, headerLength: claim.headerLength)
+        var (request, binaryOutputs) = try decode(body: claim.body, headerLength: claim.headerLength)
         let job = claim.job
         // A job without a v2 `id` answers under the job's id: the key its prediction is logged and given feedback by.
         if request.id == nil { request.id = job.id }

@@ -31,9 +31,9 @@ public struct JobService: Sendable {
     /// Validates the request, reads the job parameters from it, and commits the job (or finds the original of an
     /// idempotency key). `created` false: the key's earlier job, unchanged.
     public func submit(
-        model: String, selector: ModelSelector, body: [UInt8], headerLength: Int?, idempotencyKey: String?
+        model: String, selector: ModelSelector, body: [UInt8], headerLength: Int?, idempotencyKey: String?, submittedBy: String? = nil
     ) async throws -> (job: Job, created: Bool) {
-        let (request, _) = try JobRunner.decode(body: body, headerLength: headerLength)
+        let (request, _) = try runner.decode(body: body, headerLength: headerLength)
         let version: Int?
         switch selector {
         case .latest: version = nil
@@ -48,7 +48,7 @@ public struct JobService: Sendable {
         }
         let submission = JobSubmission(
             model: model, version: version, body: body, headerLength: headerLength, priority: parameters.priority, maxAttempts: parameters.maxAttempts,
-            deadlineSeconds: parameters.deadline, callbackURL: parameters.callback, idempotencyKey: idempotencyKey)
+            deadlineSeconds: parameters.deadline, callbackURL: parameters.callback, idempotencyKey: idempotencyKey, submittedBy: submittedBy)
         let outcome = try await queue.submit(submission, now: clock())
         if outcome.created { doorbell.ring() }
         return outcome

@@ -11,7 +11,7 @@ enum TensorDecoding {
         }
         let shape = proto.dims.map { Int($0) }
         guard shape.allSatisfy({ $0 >= 0 }) else { throw ONNXImportError.malformedTensor(tensor: name, reason: "negative dimension in \(shape)") }
-        let count = shape.reduce(1, *)
+        let count = try elementCount(shape, dtype: dtype, name: name)
         if dtype == .string {
             guard proto.stringData.count == count else {
                 throw ONNXImportError.malformedTensor(tensor: name, reason: "\(proto.stringData.count) strings for shape \(shape)")
@@ -19,7 +19,7 @@ enum TensorDecoding {
             return Tensor(shape: shape, strings: proto.stringData.map { String(decoding: $0, as: UTF8.self) })
         }
         if proto.hasDataLocation && proto.dataLocation == .external {
-            return try fromBytes(try externalBytes(proto, baseDirectory: baseDirectory), dtype: dtype, shape: shape, name: name)
+            return try fromBytes(try externalBytes(proto, baseDirectory: baseDirectory, expected: count * dtype.byteSize), dtype: dtype, shape: shape, name: name)
         }
         if proto.hasRawData || !proto.rawData.isEmpty {
             return try fromBytes(proto.rawData, dtype: dtype, shape: shape, name: name)
@@ -54,8 +54,23 @@ enum TensorDecoding {
         }
     }
 
+    /// The elements `shape` declares, refused when the count (or its size in bytes) does not fit an Int: the sizes
+    /// are checked against the bytes present before anything is allocated, so a small file declaring a huge
+    /// tensor costs nothing.
+    static func elementCount(_ shape: [Int], dtype: DType, name: String) throws -> Int {
+        var count = 1
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            guard !overflow, !product.multipliedReportingOverflow(by: max(dtype.byteSize, 1)).overflow else {
+                throw ONNXImportError.malformedTensor(tensor: name, reason: "shape \(shape) declares more elements than can exist")
+            }
+            count = product
+        }
+        return count
+    }
+
     static func fromBytes(_ data: Data, dtype: DType, shape: [Int], name: String) throws -> Tensor {
-        let count = shape.reduce(1, *)
+        let count = try elementCount(shape, dtype: dtype, name: name)
         guard data.count == count * dtype.byteSize else {
             throw ONNXImportError.malformedTensor(tensor: name, reason: "\(data.count) bytes for \(count) elements of \(dtype)")
         }
@@ -74,8 +89,10 @@ enum TensorDecoding {
         return tensor
     }
 
-    /// Reads `location` (relative to the model's folder), honouring `offset` and `length`.
-    static func externalBytes(_ proto: Onnx_TensorProto, baseDirectory: URL?) throws -> Data {
+    /// Reads `location` (relative to the model's folder), honouring `offset` and `length`. `expected` (what the
+    /// shape needs) is checked against the file's size before any read, so nothing is allocated for a declared
+    /// size the file does not hold.
+    static func externalBytes(_ proto: Onnx_TensorProto, baseDirectory: URL?, expected: Int) throws -> Data {
         let name = proto.name
         var entries: [String: String] = [:]
         for entry in proto.externalData { entries[entry.key] = entry.value }
@@ -91,11 +108,27 @@ enum TensorDecoding {
             throw ONNXImportError.externalData(tensor: name, reason: "cannot open \(url.path)")
         }
         defer { try? handle.close() }
-        let offset = UInt64(entries["offset"] ?? "0") ?? 0
+        guard let offset = UInt64(entries["offset"] ?? "0"), offset <= UInt64(Int.max) else {
+            throw ONNXImportError.externalData(tensor: name, reason: "offset '\(entries["offset"] ?? "")' is not a byte offset")
+        }
+        var length: Int?
+        if let lengthText = entries["length"] {
+            guard let value = Int(lengthText), value >= 0 else { throw ONNXImportError.externalData(tensor: name, reason: "length '\(lengthText)' is not a byte count") }
+            length = value
+        }
         do {
+            let size = try handle.seekToEnd()
+            let available = size >= offset ? Int(size - offset) : 0
+            guard expected <= available, (length ?? expected) <= available else {
+                throw ONNXImportError.externalData(
+                    tensor: name, reason: "\(url.lastPathComponent) holds \(available) bytes after offset \(offset); the tensor declares \(length ?? expected)")
+            }
+            guard length == nil || length == expected else {
+                throw ONNXImportError.malformedTensor(tensor: name, reason: "external length \(length!) for \(expected) bytes of data")
+            }
             try handle.seek(toOffset: offset)
             let data: Data?
-            if let lengthText = entries["length"], let length = Int(lengthText) {
+            if let length {
                 data = try handle.read(upToCount: length)
                 guard (data?.count ?? 0) == length else {
                     throw ONNXImportError.externalData(tensor: name, reason: "\(url.lastPathComponent) is shorter than offset \(offset) + length \(length)")

@@ -10,6 +10,8 @@ import ServalPipeline
 import ServalRegistry
 import ServalServing
 import ServalStore
+import ServalTLS
+import NIOSSL
 import ServalWire
 import ServiceLifecycle
 import Tracing
@@ -39,6 +41,12 @@ public struct ServerOptions: Sendable {
     public var frontends = true
     /// nil: no gRPC listener.
     public var grpc: GRPCConfiguration?
+    /// `--tls-cert`, `--tls-key`, `--tls-client-ca`: TLS on the HTTP, admin and gRPC listeners; nil: plaintext.
+    public var tls: TLSSettings?
+    /// `--admin-port` (and `--admin-host`): a second HTTP listener serving every route, while `http` serves only
+    /// inference (health, infer, predict, jobs, feedback, the contract); nil: one listener serves everything.
+    public var adminPort: Int?
+    public var adminHost = "127.0.0.1"
     public var exitTimeout: Duration = .seconds(30)
     /// Async jobs: `--job-workers` (0: this process runs none, the API still takes them), lease, result TTL.
     public var jobWorkers = JobWorkerSettings()
@@ -93,6 +101,10 @@ public final class ServalServer: Sendable {
     /// Retraining pipelines: their triggers and run records.
     public let pipelines: PipelineService
     private let services: [any Service]
+    /// Every REST route the HTTP frontend registered, as "METHOD /path/:param" (empty without frontends).
+    public let httpRoutes: [String]
+    /// The certificate the listeners offer (with TLS): `reloadCertificate()` (SIGHUP) replaces it while serving.
+    public let certificate: ServingCertificate?
     private let exitTimeout: Duration
     private let logger: Logger
 
@@ -103,9 +115,17 @@ public final class ServalServer: Sendable {
     public init(
         options: ServerOptions, metrics: PrometheusCollectorRegistry?, logger: Logger,
         onHTTPListening: @escaping @Sendable (Int) async -> Void = { _ in },
-        onGRPCListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        onGRPCListening: @escaping @Sendable (Int) async -> Void = { _ in },
+        onAdminListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         self.logger = logger
+        var options = options
+        let certificate = try options.tls.map { try ServingCertificate($0) }
+        self.certificate = certificate
+        if let certificate {
+            options.http.tls = HTTPTLS(context: try NIOSSLContext(configuration: try certificate.serverConfiguration()), verifiesClients: certificate.settings.clientCA != nil)
+            options.grpc?.tls = certificate
+        }
         store = try await StoreFactory.open(databaseURL: options.databaseURL, dataDirectory: options.dataDirectory)
         logger.info("state store", metadata: ["location": "\(store.location)"])
         registry = try await Registry(store: store)
@@ -142,7 +162,7 @@ public final class ServalServer: Sendable {
         // Handed off: starting a run writes the store and spawns a process, which must not hold up the monitor's scoring.
         await monitor.onAlert { event in Task { await pipelines.alert(event) } }
         let queue = try await JobQueue(store: store, callbackSecret: options.webhookSecret ?? "", retryBase: options.jobRetryBase)
-        jobs = JobService(queue: queue, runner: JobRunner(router: lifecycle.router), defaultMaxAttempts: options.jobMaxAttempts)
+        jobs = JobService(queue: queue, runner: JobRunner(router: lifecycle.router, limits: options.http.limits), defaultMaxAttempts: options.jobMaxAttempts)
         var workerSettings = options.jobWorkers
         workerSettings.ownsQueue = store.dialect == .sqlite
         var background: [any Service] = [
@@ -168,16 +188,42 @@ public final class ServalServer: Sendable {
         // The group shuts down in reverse order: readiness flips first, then the job workers, gRPC and HTTP drain;
         // the trace exporter goes last, after it has flushed the spans of the requests that drained.
         var services: [any Service] = tracing.map { [$0.service] } ?? []
+        if let certificate {
+            background.append(CertificateReloadOnHangup(certificate: certificate, logger: logger))
+        }
         if options.frontends {
-            services.append(HTTPServer.makeApplication(
-                lifecycle: lifecycle, configuration: options.http, state: state, jobs: jobs, monitor: monitor, pipelines: pipelines, services: background, metrics: metrics,
+            // Pipeline runs call the registry and traffic APIs: they go to the listener that serves them.
+            let scheme = options.tls == nil ? "http" : "https"
+            var publicHTTP = options.http
+            var adminRoutes: [String]?
+            if let adminPort = options.adminPort {
+                publicHTTP.surface = .inference
+                var adminHTTP = options.http
+                adminHTTP.host = options.adminHost
+                adminHTTP.port = adminPort
+                let adminHost = adminHTTP.host
+                let admin = HTTPServer.makeApplication(
+                    lifecycle: lifecycle, configuration: adminHTTP, state: state, jobs: jobs, monitor: monitor, pipelines: pipelines, metrics: metrics, logger: logger,
+                    onServerRunning: { port in
+                        await pipelines.setServerURL(Self.localURL(adminHost, port, scheme: scheme))
+                        await onAdminListening(port)
+                    })
+                services.append(admin.application)
+                adminRoutes = admin.routes
+            }
+            let adminPort = options.adminPort, publicHost = options.http.host
+            let http = HTTPServer.makeApplication(
+                lifecycle: lifecycle, configuration: publicHTTP, state: state, jobs: jobs, monitor: monitor, pipelines: pipelines, services: background, metrics: metrics,
                 logger: logger,
                 onServerRunning: { port in
-                    await pipelines.setServerURL(Self.localURL(options.http.host, port))
+                    if adminPort == nil { await pipelines.setServerURL(Self.localURL(publicHost, port, scheme: scheme)) }
                     await onHTTPListening(port)
-                }))
+                })
+            services.append(http.application)
+            httpRoutes = adminRoutes ?? http.routes
         } else {
             services += background
+            httpRoutes = []
         }
         if options.frontends, let grpc = options.grpc {
             services.append(GRPCFrontend(lifecycle: lifecycle, configuration: grpc, state: state, onListening: onGRPCListening))
@@ -201,9 +247,15 @@ public final class ServalServer: Sendable {
     }
 
     /// The address a run started on this machine reaches the server at (a wildcard listener through loopback).
-    static func localURL(_ host: String, _ port: Int) -> String {
+    static func localURL(_ host: String, _ port: Int, scheme: String = "http") -> String {
         let reachable = host == "0.0.0.0" || host == "::" || host.isEmpty ? "127.0.0.1" : host
-        return "http://\(reachable.contains(":") ? "[\(reachable)]" : reachable):\(port)"
+        return "\(scheme)://\(reachable.contains(":") ? "[\(reachable)]" : reachable):\(port)"
+    }
+
+    /// Reads the TLS files again (what SIGHUP does); new connections get the new certificate, open ones keep
+    /// theirs. Throws, and keeps the old pair, when the files are unusable.
+    public func reloadCertificate() throws {
+        try certificate?.reload()
     }
 
     static func tracing(endpoint: String) throws -> (tracer: any Tracer, service: any Service) {

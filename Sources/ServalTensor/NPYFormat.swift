@@ -27,7 +27,7 @@ public enum NPYFormat {
         /// Bytes per element in the file.
         public var itemSize: Int { dtype == .string ? unicodeWidth * 4 : dtype.byteSize }
         /// Bytes per row (dimension 0) in the file.
-        public var rowSize: Int { shape.dropFirst().reduce(1, *) * itemSize }
+        public var rowSize: Int { (try? NPYFormat.byteCount(self, rows: 1).bytes) ?? Int.max }
     }
 
     private static let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
@@ -76,16 +76,41 @@ public enum NPYFormat {
             throw FormatError("Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
         }
         guard let shapeText = field("shape", in: text) else { throw FormatError("npy header has no shape") }
-        let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
-            .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let shape = try shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
+            .split(separator: ",").map { piece -> Int in
+                guard let dimension = Int(piece.trimmingCharacters(in: .whitespaces)), dimension >= 0 else {
+                    throw FormatError("npy shape \(shapeText) must be a tuple of non-negative integers")
+                }
+                return dimension
+            }
         let normalized = descr.replacingOccurrences(of: "=", with: "<")
         if normalized.hasPrefix("<U"), let width = Int(normalized.dropFirst(2)) {
-            return Header(dtype: .string, unicodeWidth: width, shape: shape, dataOffset: dataOffset)
+            guard (1...(1 << 20)).contains(width) else { throw FormatError("npy unicode width \(width) is out of range (1 to 1048576)") }
+            let header = Header(dtype: .string, unicodeWidth: width, shape: shape, dataOffset: dataOffset)
+            _ = try byteCount(header, rows: shape.first ?? 1)
+            return header
         }
         guard let dtype = DType.allCases.first(where: { descriptor($0) == normalized || descriptor($0)?.replacingOccurrences(of: "|", with: "<") == normalized }) else {
             throw FormatError("unsupported npy dtype \(descr)")
         }
-        return Header(dtype: dtype, unicodeWidth: 0, shape: shape, dataOffset: dataOffset)
+        let header = Header(dtype: dtype, unicodeWidth: 0, shape: shape, dataOffset: dataOffset)
+        _ = try byteCount(header, rows: shape.first ?? 1)
+        return header
+    }
+
+    /// Elements and bytes of `rows` rows as `header` lays them out, refusing products that overflow (a crafted
+    /// header may declare any shape; the data must then be checked against the bytes present).
+    static func byteCount(_ header: Header, rows: Int) throws -> (elements: Int, bytes: Int) {
+        guard rows >= 0 else { throw FormatError("npy row count \(rows) is negative") }
+        var elements = header.shape.isEmpty ? 1 : rows
+        for dimension in header.shape.dropFirst() {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: dimension)
+            guard !overflow else { throw FormatError("npy shape \(header.shape) has more elements than can be addressed") }
+            elements = product
+        }
+        let (bytes, overflow) = elements.multipliedReportingOverflow(by: header.itemSize)
+        guard !overflow else { throw FormatError("npy shape \(header.shape) has more bytes than can be addressed") }
+        return (elements, bytes)
     }
 
     public static func decode(_ data: Data) throws -> Tensor {
@@ -99,8 +124,7 @@ public enum NPYFormat {
     /// 0-dimensional header takes `rows` 1.
     public static func tensor<Bytes: RandomAccessCollection>(_ header: Header, rows: Int, payload: Bytes) throws -> Tensor where Bytes.Element == UInt8, Bytes.Index == Int {
         let shape = header.shape.isEmpty ? [] : [rows] + header.shape.dropFirst()
-        let count = shape.reduce(1, *)
-        let expected = count * header.itemSize
+        let (count, expected) = try byteCount(header, rows: rows)
         guard payload.count >= expected else { throw FormatError("npy data has \(payload.count) bytes, shape \(shape) needs \(expected)") }
         let start = payload.startIndex
         if header.dtype == .string {

@@ -120,3 +120,19 @@ public struct Tensor: Sendable {
 extension Tensor: CustomStringConvertible {
     public var description: String { "tensor(\(dtype))\(shape)" }
 }
+
+extension Tensor {
+    /// The flat index of the first NaN or infinite element of a floating-point tensor; nil when every element is
+    /// finite, and always nil for other datatypes.
+    public func firstNonFinite() -> Int? {
+        func scan<T: BinaryFloatingPoint & TensorScalar>(_ type: T.Type) -> Int? {
+            withUnsafeBufferPointer(as: T.self) { values in values.firstIndex { !$0.isFinite } }
+        }
+        switch dtype {
+        case .float32: return scan(Float.self)
+        case .float64: return scan(Double.self)
+        case .float16: return scan(Float16.self)
+        default: return nil
+        }
+    }
+}

@@ -37,14 +37,18 @@ public struct JSONSyntaxError: Error, CustomStringConvertible {
 }
 
 /// A small recursive-descent JSON parser over raw bytes, with a fast exact path for decimal numbers
-/// (≤ 19 significant digits and |exponent| ≤ 22 convert exactly through Double, as strtod would).
+/// (≤ 19 significant digits and |exponent| ≤ 22 convert exactly through Double, as strtod would). Nesting and
+/// the number of values are bounded by `WireLimits`, so a hostile document is refused before it is built.
 public struct JSONParser {
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
     private var depth = 0
+    private var elements = 0
+    private let maxDepth: Int
+    private let maxElements: Int
 
-    public static func parse(_ data: UnsafeRawBufferPointer) throws -> JSONValue {
-        var parser = JSONParser(bytes: data)
+    public static func parse(_ data: UnsafeRawBufferPointer, limits: WireLimits = .standard) throws -> JSONValue {
+        var parser = JSONParser(bytes: data, maxDepth: limits.maxJSONDepth, maxElements: limits.maxJSONElements)
         parser.skipWhitespace()
         let value = try parser.parseValue()
         parser.skipWhitespace()
@@ -52,7 +56,21 @@ public struct JSONParser {
         return value
     }
 
-    private init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    private init(bytes: UnsafeRawBufferPointer, maxDepth: Int, maxElements: Int) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+        self.maxElements = maxElements
+    }
+
+    private mutating func count() throws {
+        elements += 1
+        guard elements <= maxElements else { throw error("the document holds more than --max-json-elements (\(maxElements)) values") }
+    }
+
+    private mutating func enter() throws {
+        depth += 1
+        guard depth <= maxDepth else { throw error("nesting is deeper than --max-json-depth (\(maxDepth))") }
+    }
 
     private mutating func skipWhitespace() {
         while index < bytes.count {
@@ -66,6 +84,7 @@ public struct JSONParser {
 
     private mutating func parseValue() throws -> JSONValue {
         guard index < bytes.count else { throw error("unexpected end of input") }
+        try count()
         switch bytes[index] {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
@@ -85,9 +104,8 @@ public struct JSONParser {
     }
 
     private mutating func parseObject() throws -> JSONValue {
-        depth += 1
+        try enter()
         defer { depth -= 1 }
-        guard depth < 64 else { throw error("nesting too deep") }
         index += 1
         var members: [String: JSONValue] = [:]
         skipWhitespace()
@@ -110,9 +128,8 @@ public struct JSONParser {
     }
 
     private mutating func parseArray() throws -> JSONValue {
-        depth += 1
+        try enter()
         defer { depth -= 1 }
-        guard depth < 64 else { throw error("nesting too deep") }
         index += 1
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .numbers([]) }
@@ -124,6 +141,7 @@ public struct JSONParser {
             guard index < bytes.count else { throw error("unterminated array") }
             let byte = bytes[index]
             if numeric && (byte == UInt8(ascii: "-") || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "N") || byte == UInt8(ascii: "I")) {
+                try count()
                 numbers.append(try parseNumber())
             } else {
                 if numeric {

@@ -30,8 +30,11 @@ public struct JSONWriter {
         return String(repeating: "0", count: max(0, 4 - hex.count)) + hex
     }
 
+    /// A finite number as JSON; NaN and ±infinity, which strict JSON has no literal for, as the strings
+    /// `"NaN"`, `"Infinity"` and `"-Infinity"` (protobuf's JSON mapping does the same, and numpy turns them back
+    /// into floats when a client builds an array of the output's datatype).
     public mutating func number(_ value: Double) {
-        if value.isNaN { text += "NaN" } else if value.isInfinite { text += value > 0 ? "Infinity" : "-Infinity" } else if value == value.rounded(), abs(value) < 1e15 {
+        if !value.isFinite { text += Self.nonFiniteLiteral(value) } else if value == value.rounded(), abs(value) < 1e15 {
             text += String(Int64(value))
         } else {
             text += String(value)
@@ -39,7 +42,21 @@ public struct JSONWriter {
     }
 
     public mutating func float(_ value: Float) {
-        if value.isNaN { text += "NaN" } else if value.isInfinite { text += value > 0 ? "Infinity" : "-Infinity" } else { text += value.description }
+        if !value.isFinite { text += Self.nonFiniteLiteral(Double(value)) } else { text += value.description }
+    }
+
+    private static func nonFiniteLiteral(_ value: Double) -> String {
+        value.isNaN ? "\"NaN\"" : value > 0 ? "\"Infinity\"" : "\"-Infinity\""
+    }
+
+    /// The value a non-finite string stands for (`"NaN"`, `"Infinity"`, `"-Infinity"`), nil for any other text.
+    public static func nonFinite(_ text: String) -> Double? {
+        switch text {
+        case "NaN": return .nan
+        case "Infinity": return .infinity
+        case "-Infinity": return -.infinity
+        default: return nil
+        }
     }
 
     public mutating func parameter(_ value: InferenceParameter) {

@@ -20,26 +20,26 @@ public enum KServeCodec {
     /// Decodes a JSON request whose binary inputs (`binary_data_size`) follow the JSON in `binary`, in input order.
     /// A whole request body: JSON, or (with `headerLength`, Triton's Inference-Header-Content-Length) a JSON header
     /// followed by binary tensors.
-    public static func decodeRequest(body bytes: UnsafeRawBufferPointer, headerLength: Int?) throws -> (InferenceRequest, BinaryOutputs) {
-        guard let headerLength else { return try decodeRequest(try JSONParser.parse(bytes)) }
+    public static func decodeRequest(body bytes: UnsafeRawBufferPointer, headerLength: Int?, limits: WireLimits = .standard) throws -> (InferenceRequest, BinaryOutputs) {
+        guard let headerLength else { return try decodeRequest(try JSONParser.parse(bytes, limits: limits), limits: limits) }
         guard headerLength >= 0, headerLength <= bytes.count else {
             throw ServingError.invalidArgument("Inference-Header-Content-Length \(headerLength) does not fit the \(bytes.count)-byte body")
         }
         return try decodeRequest(
-            try JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])),
-            binary: UnsafeRawBufferPointer(rebasing: bytes[headerLength...]))
+            try JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength]), limits: limits),
+            binary: UnsafeRawBufferPointer(rebasing: bytes[headerLength...]), limits: limits)
     }
 
-    public static func decodeRequest(_ body: JSONValue, binary: UnsafeRawBufferPointer? = nil) throws -> (InferenceRequest, BinaryOutputs) {
+    public static func decodeRequest(_ body: JSONValue, binary: UnsafeRawBufferPointer? = nil, limits: WireLimits = .standard) throws -> (InferenceRequest, BinaryOutputs) {
         var cursor = 0
-        let request = try decodeRequest(body) { name, dtype, shape, size in
+        let request = try decodeRequest(body, limits: limits) { name, dtype, shape, size in
             guard let binary else { throw ServingError.invalidArgument("input '\(name)' has binary_data_size but the request has no Inference-Header-Content-Length") }
             guard size >= 0, cursor + size <= binary.count else {
                 throw ServingError.invalidArgument("input '\(name)': binary_data_size \(size) runs past the end of the body")
             }
             let bytes = UnsafeRawBufferPointer(rebasing: binary[cursor..<(cursor + size)])
             cursor += size
-            return try RawTensorCodec.decode(bytes, dtype: dtype, shape: shape, name: name, source: "binary_data_size")
+            return try RawTensorCodec.decode(bytes, dtype: dtype, shape: shape, name: name, source: "binary_data_size", limits: limits)
         }
         if let binary, cursor != binary.count {
             throw ServingError.invalidArgument("request has \(binary.count - cursor) bytes of binary data that no input claims")
@@ -62,11 +62,12 @@ public enum KServeCodec {
     }
 
     private static func decodeRequest(
-        _ body: JSONValue, binaryInput: (String, DType, [Int], Int) throws -> Tensor
+        _ body: JSONValue, limits: WireLimits, binaryInput: (String, DType, [Int], Int) throws -> Tensor
     ) throws -> InferenceRequest {
         guard body.object != nil else { throw ServingError.invalidArgument("request body must be a JSON object with 'inputs'") }
         guard let inputs = body["inputs"]?.array else { throw ServingError.invalidArgument("request has no 'inputs' array") }
         var tensors: [String: Tensor] = [:]
+        var elements = 0
         for (index, input) in inputs.enumerated() {
             guard let name = input["name"]?.string else { throw ServingError.invalidArgument("inputs[\(index)] has no 'name'") }
             guard let datatypeName = input["datatype"]?.string else { throw ServingError.invalidArgument("input '\(name)' has no 'datatype'") }
@@ -74,18 +75,16 @@ public enum KServeCodec {
                 throw ServingError.invalidArgument("input '\(name)' has unsupported datatype '\(datatypeName)'")
             }
             guard let shapeValues = input["shape"]?.array else { throw ServingError.invalidArgument("input '\(name)' has no 'shape'") }
-            let shape = shapeValues.compactMap(\.int)
-            guard shape.count == shapeValues.count, shape.allSatisfy({ $0 >= 0 }) else {
-                throw ServingError.invalidArgument("input '\(name)' shape must be a list of non-negative integers")
-            }
+            let shape = try shapeValues.map { try limits.dimension($0, what: "input '\(name)'") }
             guard tensors[name] == nil else { throw ServingError.invalidArgument("input '\(name)' appears twice") }
+            _ = try limits.elements(of: shape, what: "input '\(name)'", total: &elements)
             if let size = input["parameters"]?["binary_data_size"] {
                 guard let bytes = size.int else { throw ServingError.invalidArgument("input '\(name)': binary_data_size must be an integer") }
                 tensors[name] = try binaryInput(name, dtype, shape, bytes)
                 continue
             }
             guard let data = input["data"] else { throw ServingError.invalidArgument("input '\(name)' has no 'data'") }
-            tensors[name] = try TensorJSON.tensor(data, shape: shape, dtype: dtype, what: "input '\(name)'")
+            tensors[name] = try TensorJSON.tensor(data, shape: shape, dtype: dtype, what: "input '\(name)'", limits: limits)
         }
         var requested: [String]?
         if let outputs = body["outputs"]?.array {

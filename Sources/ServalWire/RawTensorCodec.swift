@@ -7,16 +7,20 @@ import ServalTensor
 public enum RawTensorCodec {
     /// Decodes the raw bytes of input `name`; errors name the input, the field the bytes came from (`source`)
     /// and what the shape needs.
-    public static func decode(_ bytes: UnsafeRawBufferPointer, dtype: DType, shape: [Int], name: String, source: String) throws -> Tensor {
-        let count = shape.reduce(1, *)
+    public static func decode(
+        _ bytes: UnsafeRawBufferPointer, dtype: DType, shape: [Int], name: String, source: String, limits: WireLimits = .standard
+    ) throws -> Tensor {
+        let count = try limits.elements(of: shape, what: "input '\(name)'")
         if dtype == .string {
             var strings: [String] = []
-            strings.reserveCapacity(count)
+            // Each element takes at least its 4-byte length: no more can be reserved than the bytes can hold.
+            strings.reserveCapacity(min(count, bytes.count / 4))
             var offset = 0
             while offset < bytes.count {
                 guard offset + 4 <= bytes.count else { throw ServingError.invalidArgument("input '\(name)': \(source) has a truncated BYTES element length") }
                 let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian)
                 offset += 4
+                try limits.checkBytesElement(length, what: "input '\(name)'")
                 guard offset + length <= bytes.count else { throw ServingError.invalidArgument("input '\(name)': a BYTES element runs past the end of \(source)") }
                 strings.append(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)]), as: UTF8.self))
                 offset += length

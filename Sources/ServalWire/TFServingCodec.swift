@@ -5,25 +5,25 @@ public enum TFServingCodec {
     public enum Format: Sendable { case row, columnar }
 
     /// Decodes `instances` or `inputs` against the model's `inputs` (names, datatypes).
-    public static func decodeRequest(_ body: JSONValue, inputs signature: [TensorMetadata]) throws -> (InferenceRequest, Format) {
+    public static func decodeRequest(_ body: JSONValue, inputs signature: [TensorMetadata], limits: WireLimits = .standard) throws -> (InferenceRequest, Format) {
         guard body.object != nil else { throw ServingError.invalidArgument("request body must be a JSON object") }
         let instances = body["instances"], inputs = body["inputs"]
         if instances != nil && inputs != nil { throw ServingError.invalidArgument("use either 'instances' or 'inputs', not both") }
         if let instances {
             guard let rows = instances.array else { throw ServingError.invalidArgument("'instances' must be a list") }
-            return (InferenceRequest(inputs: try decodeRows(rows, inputs: signature)), .row)
+            return (InferenceRequest(inputs: try decodeRows(rows, inputs: signature, limits: limits)), .row)
         }
         guard let inputs else { throw ServingError.invalidArgument("request needs 'instances' (row format) or 'inputs' (columnar format)") }
         if let named = inputs.object, signature.count > 1 || named[signature.first?.name ?? ""] != nil, named["b64"] == nil {
             var tensors: [String: Tensor] = [:]
-            for (name, value) in named { tensors[name] = try tensor(value, input: name, inputs: signature) }
+            for (name, value) in named { tensors[name] = try tensor(value, input: name, inputs: signature, limits: limits) }
             return (InferenceRequest(inputs: tensors), .columnar)
         }
         guard signature.count == 1 else { throw ServingError.invalidArgument("model has \(signature.count) inputs: 'inputs' must map each name to a tensor") }
-        return (InferenceRequest(inputs: [signature[0].name: try tensor(inputs, input: signature[0].name, inputs: signature)]), .columnar)
+        return (InferenceRequest(inputs: [signature[0].name: try tensor(inputs, input: signature[0].name, inputs: signature, limits: limits)]), .columnar)
     }
 
-    private static func decodeRows(_ rows: [JSONValue], inputs signature: [TensorMetadata]) throws -> [String: Tensor] {
+    private static func decodeRows(_ rows: [JSONValue], inputs signature: [TensorMetadata], limits: WireLimits) throws -> [String: Tensor] {
         if let first = rows.first, first.object != nil, first["b64"] == nil {
             var columns: [String: [JSONValue]] = [:]
             for (index, row) in rows.enumerated() {
@@ -33,23 +33,23 @@ public enum TFServingCodec {
             var tensors: [String: Tensor] = [:]
             for (name, values) in columns {
                 guard values.count == rows.count else { throw ServingError.invalidArgument("input '\(name)' is missing from some instances") }
-                tensors[name] = try tensor(.array(values), input: name, inputs: signature)
+                tensors[name] = try tensor(.array(values), input: name, inputs: signature, limits: limits)
             }
             return tensors
         }
         guard signature.count == 1 else {
             throw ServingError.invalidArgument("model has \(signature.count) inputs: each instance must be an object naming them")
         }
-        return [signature[0].name: try tensor(.array(rows), input: signature[0].name, inputs: signature)]
+        return [signature[0].name: try tensor(.array(rows), input: signature[0].name, inputs: signature, limits: limits)]
     }
 
-    private static func tensor(_ value: JSONValue, input: String, inputs signature: [TensorMetadata]) throws -> Tensor {
+    private static func tensor(_ value: JSONValue, input: String, inputs signature: [TensorMetadata], limits: WireLimits) throws -> Tensor {
         guard let spec = signature.first(where: { $0.name == input }) else {
             throw ServingError.invalidArgument("unexpected input '\(input)'; inputs are \(signature.map { "'\($0.name)'" }.joined(separator: ", "))")
         }
         guard let dtype = DType(kserveName: spec.datatype) else { throw ServingError.invalidArgument("input '\(input)' has an unsupported type") }
         guard let shape = TensorJSON.shape(of: value) else { throw ServingError.invalidArgument("input '\(input)': rows have different lengths") }
-        return try TensorJSON.tensor(value, shape: shape, dtype: dtype, what: "input '\(input)'")
+        return try TensorJSON.tensor(value, shape: shape, dtype: dtype, what: "input '\(input)'", limits: limits)
     }
 
     public static func encodeResponse(_ response: InferenceResponse, format: Format) -> String {

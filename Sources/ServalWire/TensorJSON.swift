@@ -18,26 +18,29 @@ public enum TensorJSON {
         }
     }
 
-    /// Builds a tensor from flat or nested `data`; `what` names the input in error messages.
-    public static func tensor(_ data: JSONValue, shape: [Int], dtype: DType, what: String) throws -> Tensor {
-        let count = shape.reduce(1, *)
+    /// Builds a tensor from flat or nested `data`; `what` names the input in error messages. The shape is checked
+    /// against `limits` first, and no more is reserved than the data can fill (a small body declaring a huge
+    /// shape allocates nothing big).
+    public static func tensor(_ data: JSONValue, shape: [Int], dtype: DType, what: String, limits: WireLimits = .standard) throws -> Tensor {
+        let count = try limits.elements(of: shape, what: what)
+        let reserve = min(count, 1 << 16)
         switch dtype {
         case .string:
             var strings: [String] = []
-            strings.reserveCapacity(count)
-            try collectStrings(data, into: &strings, what: what)
+            strings.reserveCapacity(reserve)
+            try collectStrings(data, into: &strings, what: what, limits: limits)
             try check(strings.count, count, shape, what)
             return Tensor(shape: shape, strings: strings)
         case .bool:
             var flags: [Bool] = []
-            flags.reserveCapacity(count)
+            flags.reserveCapacity(reserve)
             try collectBools(data, into: &flags, what: what)
             try check(flags.count, count, shape, what)
             return Tensor(shape: shape, scalars: flags)
         default:
             var numbers: [Double] = []
-            numbers.reserveCapacity(count)
-            try collectNumbers(data, into: &numbers, what: what)
+            numbers.reserveCapacity(reserve)
+            try collectNumbers(data, into: &numbers, what: what, floating: dtype.isFloatingPoint)
             try check(numbers.count, count, shape, what)
             if dtype == .float32 {
                 var tensor = Tensor(uninitialized: .float32, shape: shape)
@@ -56,12 +59,15 @@ public enum TensorJSON {
         }
     }
 
-    private static func collectNumbers(_ value: JSONValue, into numbers: inout [Double], what: String) throws {
+    private static func collectNumbers(_ value: JSONValue, into numbers: inout [Double], what: String, floating: Bool) throws {
         switch value {
         case .numbers(let values): numbers += values
         case .number(let value): numbers.append(value)
         case .bool(let flag): numbers.append(flag ? 1 : 0)
-        case .array(let values): for element in values { try collectNumbers(element, into: &numbers, what: what) }
+        case .array(let values): for element in values { try collectNumbers(element, into: &numbers, what: what, floating: floating) }
+        // Non-finite values as Serval writes them (strict JSON has no NaN): whether the model takes them is
+        // the model's policy (`allow_non_finite`), checked with the rest of the request.
+        case .string(let text) where floating && JSONWriter.nonFinite(text) != nil: numbers.append(JSONWriter.nonFinite(text)!)
         default: throw ServingError.invalidArgument("\(what): data must hold numbers")
         }
     }
@@ -76,15 +82,18 @@ public enum TensorJSON {
         }
     }
 
-    private static func collectStrings(_ value: JSONValue, into strings: inout [String], what: String) throws {
+    private static func collectStrings(_ value: JSONValue, into strings: inout [String], what: String, limits: WireLimits) throws {
         switch value {
-        case .string(let text): strings.append(text)
+        case .string(let text):
+            try limits.checkBytesElement(text.utf8.count, what: what)
+            strings.append(text)
         case .object(let members):
             guard case .string(let encoded)? = members["b64"], let data = Data(base64Encoded: encoded) else {
                 throw ServingError.invalidArgument("\(what): expected a string or {\"b64\": ...}")
             }
+            try limits.checkBytesElement(data.count, what: what)
             strings.append(String(decoding: data, as: UTF8.self))
-        case .array(let values): for element in values { try collectStrings(element, into: &strings, what: what) }
+        case .array(let values): for element in values { try collectStrings(element, into: &strings, what: what, limits: limits) }
         case .numbers(let values) where values.isEmpty: break
         default: throw ServingError.invalidArgument("\(what): BYTES data must hold strings")
         }

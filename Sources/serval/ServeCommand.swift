@@ -57,6 +57,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("auth-config"), help: "auth.yaml: API keys (SHA-256), JWT issuer, scopes, rate limits. Without it every endpoint is open.")
     var authConfig: String?
 
+    @OptionGroup(title: "TLS and the admin port")
+    var tls: TLSOptions
+
     @Option(name: .customLong("log-format"), help: "text or json.")
     var logFormat = "text"
 
@@ -86,6 +89,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var jobs: JobOptions
 
+    @OptionGroup(title: "Request limits") var limits: LimitOptions
+
     func validate() throws {
         guard ModelManager.ControlMode(rawValue: modelControlMode) != nil else {
             throw ValidationError("--model-control-mode must be none, poll or explicit")
@@ -108,6 +113,8 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--cold-start-max-pending must be 0 or more and --cold-start-timeout-secs positive")
         }
         try jobs.validate()
+        try limits.validate()
+        try tls.validate(httpPort: httpPort)
     }
 
     func run() async throws {
@@ -118,6 +125,7 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "serval")
         var http = HTTPConfiguration(host: host, port: httpPort, maxInputSize: httpMaxInputSize)
         http.accessLog = accessLog
+        limits.apply(to: &http)
         if let authConfig {
             let config = try AuthConfig.load(URL(fileURLWithPath: authConfig))
             http.authenticator = try await Authenticator.make(config: config, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
@@ -128,6 +136,7 @@ struct ServeCommand: AsyncParsableCommand {
             dataDirectory: dataDir.map { URL(fileURLWithPath: $0) } ?? ServerOptions.defaultDataDirectory, http: http,
             grpc: grpcPort == 0 ? nil : GRPCConfiguration(host: host, port: grpcPort, maxMessageSize: grpcMaxMessageSize))
         options.grpc?.authenticator = http.authenticator
+        options.grpc?.limits = http.limits
         options.controlMode = ModelManager.ControlMode(rawValue: modelControlMode)!
         options.loadModels = loadModel
         options.repositoryPollInterval = .seconds(repositoryPollSecs)
@@ -142,13 +151,18 @@ struct ServeCommand: AsyncParsableCommand {
         options.residency = ModelManager.Residency(
             memoryLimit: modelMemoryLimit.flatMap(ByteCount.parse), coldStartMaxPending: coldStartMaxPending, coldStartTimeout: coldStartTimeoutSecs)
         try jobs.apply(to: &options)
+        tls.apply(to: &options)
         let cpus = CPUBudget.limits()
         logger.info("cpu budget", metadata: ["cpus": "\(cpus.budget)", "sources": "\(cpus)"])
-        let host = self.host
+        let host = self.host, adminHost = tls.adminHost
+        let security = options.tls == nil ? "plaintext" : options.tls?.clientCA == nil ? "tls" : "mtls"
+        let surface = options.adminPort == nil ? "all" : "inference"
         let server = try await ServalServer(options: options, metrics: registry, logger: logger, onHTTPListening: { port in
-            logger.info("serving", metadata: ["http": "\(host):\(port)"])
+            logger.info("serving", metadata: ["http": "\(host):\(port)", "security": "\(security)", "surface": "\(surface)"])
         }, onGRPCListening: { port in
-            logger.info("serving", metadata: ["grpc": "\(host):\(port)"])
+            logger.info("serving", metadata: ["grpc": "\(host):\(port)", "security": "\(security)"])
+        }, onAdminListening: { port in
+            logger.info("serving", metadata: ["admin": "\(adminHost):\(port)", "security": "\(security)"])
         })
         try await server.run(server.serviceGroup())
     }

@@ -49,7 +49,9 @@ struct AuthTests {
     }
 
     @Test func theConfigNamesTheFieldThatIsWrong() {
-        #expect(Self.configError("api_key: []") == "api_key: unknown field; expected one of anonymous, api_keys, default_rate, jwt")
+        #expect(Self.configError("api_key: []") == "api_key: unknown field; expected one of anonymous, api_keys, client_certificates, default_rate, jwt")
+        #expect(Self.configError("client_certificates:\n  - {scopes: [read]}")?.hasPrefix("client_certificates[0].subject is required") == true)
+        #expect(Self.configError("client_certificates:\n  - {subject: \"CN=a\"}") == "client_certificates[0].scopes must name at least one of health, infer, read, admin, metrics")
         #expect(Self.configError("api_keys:\n  - {sha256: \"\(String(repeating: "a", count: 64))\", scopes: [infer]}") == "api_keys[0].name is required")
         #expect(Self.configError("api_keys:\n  - {name: a, sha256: abc, scopes: [infer]}") == "api_keys[0].sha256 must be 64 hex digits")
         #expect(Self.configError("api_keys:\n  - {name: a, sha256: \"\(String(repeating: "a", count: 64))\", scopes: [write]}")

@@ -61,7 +61,7 @@ struct AuthRouteTests {
                 if method == "POST", path.hasPrefix("/v1/") { path += ":predict" }
                 for scope in Scope.allCases {
                     let reply = try await Self.call(server, method, path, key: Self.key("only-\(scope.rawValue)"))
-                    if rule.scopes.contains(scope) {
+                    if rule.scopes.isEmpty || rule.scopes.contains(scope) {
                         #expect(![401, 403].contains(reply.status), "\(route) with only \(scope.rawValue): \(reply.status) \(String(decoding: reply.body, as: UTF8.self))")
                     } else {
                         #expect(reply.status == 403, "\(route) with only \(scope.rawValue): \(reply.status)")
@@ -71,7 +71,7 @@ struct AuthRouteTests {
                 }
                 // Without credentials: 401 with WWW-Authenticate, except what anonymous callers may do (health).
                 let anonymous = try await Self.call(server, method, path, key: nil)
-                if rule.scopes == [.health] {
+                if rule.scopes.isEmpty || rule.scopes == [.health] {
                     #expect(![401, 403].contains(anonymous.status), "\(route) anonymous: \(anonymous.status)")
                 } else {
                     #expect(anonymous.status == 401, "\(route) anonymous: \(anonymous.status)")
@@ -91,6 +91,13 @@ struct AuthRouteTests {
             #expect(wrong.status == 401)
             #expect(try wrong.object()["error"] as? String == "unknown API key")
             #expect(try await Self.call(server, "GET", "/v2/health/ready", key: nil).status == 200)
+            // A method a path does not serve: 405 with Allow for whoever may use the path, 401 for anyone else.
+            let trace = try await Self.call(server, "TRACE", "/v2/health/live", key: nil)
+            #expect(trace.status == 405)
+            #expect(trace.headers["Allow"] == "GET")
+            let query = try await Self.call(server, "QUERY", "/v2/models/iris", key: Self.key("ops"))
+            #expect(query.status == 405)
+            #expect(try await Self.call(server, "TRACE", "/v2/models/iris/labels/stable", key: nil).status == 401)
         }
     }
 
@@ -134,6 +141,13 @@ struct AuthRouteTests {
             let history = try await Self.call(server, "GET", "/v2/models/iris/history?limit=1", key: Self.key("ops"))
             let entries = try #require(try history.object()["entries"] as? [[String: Any]])
             #expect(entries.first?["actor"] as? String == "ops")
+            // A job records who submitted it, whatever Serval-Actor claims.
+            let row = #"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#
+            let submitted = try await server.send("POST", "/v2/models/iris/jobs", body: Data(row.utf8), headers: headers)
+            #expect(submitted.status == 202)
+            let id = try #require(try submitted.object()["id"] as? String)
+            let job = try await Self.call(server, "GET", "/v2/jobs/\(id)", key: Self.key("ops"))
+            #expect(try job.object()["submitted_by"] as? String == "ops")
         }
     }
 }

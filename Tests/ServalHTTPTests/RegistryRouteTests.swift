@@ -66,10 +66,11 @@ struct RegistryRouteTests {
     }
 
     @Test func anUploadOverTheLimitIs413AndWritesNothing() async throws {
-        try await TestServer.with(maxInputSize: 256) { (server: TestServer) async throws in
+        // Uploads have their own limit (models outgrow request bodies): --max-model-size, not --http-max-input-size.
+        try await TestServer.with(maxInputSize: 256, configure: { $0.http.maxModelSize = 256 }) { server, _ in
             let reply = try await server.upload("/v2/models/iris/versions", parts: [("model", Self.irisFile)])
             #expect(reply.status == 413)
-            #expect(Self.error(reply).contains("--http-max-input-size"))
+            #expect(Self.error(reply).contains("--max-model-size"))
             #expect(try FileManager.default.contentsOfDirectory(atPath: server.repository.appendingPathComponent("iris").path).filter { Int($0) != nil || $0.hasPrefix(".") } == ["1"])
         }
     }

@@ -28,8 +28,11 @@ struct TestServer {
     let server: ServalServer
     let repository: URL
     let dataDirectory: URL
+    /// The `--admin-port` listener, when the options ask for one.
+    var adminURL: URL?
     var manager: ModelManager { server.manager }
     var lifecycle: ModelLifecycle { server.lifecycle }
+    var port: Int { baseURL.port! }
 
     /// A repository folder with the example models (iris, mlp) copied in.
     static func makeRepository() throws -> URL {
@@ -64,15 +67,22 @@ struct TestServer {
         options.executorWrapper = executorWrapper
         configure(&options)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let (adminPorts, adminContinuation) = AsyncStream.makeStream(of: Int.self)
         let server = try await ServalServer(options: options, metrics: TestMetrics.registry, logger: logger, onHTTPListening: { port in
             continuation.yield(port)
-        })
+        }, onAdminListening: { port in adminContinuation.yield(port) })
         let group = server.serviceGroup(signals: [])
         let running = Task { try await server.run(group) }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ServingError.unavailable("server did not start") }
+        var adminURL: URL?
+        if options.adminPort != nil {
+            var admins = adminPorts.makeAsyncIterator()
+            guard let adminPort = await admins.next() else { throw ServingError.unavailable("admin listener did not start") }
+            adminURL = URL(string: "http://127.0.0.1:\(adminPort)")
+        }
         do {
-            try await body(TestServer(baseURL: URL(string: "http://127.0.0.1:\(port)")!, server: server, repository: root, dataDirectory: data), group)
+            try await body(TestServer(baseURL: URL(string: "http://127.0.0.1:\(port)")!, server: server, repository: root, dataDirectory: data, adminURL: adminURL), group)
         } catch {
             await group.triggerGracefulShutdown()
             _ = try? await running.value

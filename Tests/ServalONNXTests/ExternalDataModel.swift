@@ -4,13 +4,15 @@ import SwiftProtobuf
 
 /// Builds `y = x + w` with `w` (4 floats) stored in an external file, as large models are saved.
 enum ExternalDataModel {
-    static func make(location: String, offset: Int, length: Int) throws -> Data {
+    /// `dims` is what the initializer declares (4 floats unless a test declares more than the file holds).
+    static func make(location: String, offset: Int, length: Int?, dims: [Int64] = [4]) throws -> Data {
         var weight = Onnx_TensorProto()
         weight.name = "w"
         weight.dataType = 1
-        weight.dims = [4]
+        weight.dims = dims
         weight.dataLocation = .external
-        weight.externalData = [("location", location), ("offset", String(offset)), ("length", String(length))].map { key, value in
+        let entries = [("location", location), ("offset", String(offset))] + (length.map { [("length", String($0))] } ?? [])
+        weight.externalData = entries.map { key, value in
             var entry = Onnx_StringStringEntryProto()
             entry.key = key
             entry.value = value

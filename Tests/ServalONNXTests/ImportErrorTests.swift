@@ -58,6 +58,28 @@ struct ImportErrorTests {
         #expect(results["y"]?.tensor?.scalars(as: Float.self) == [2, 3, 4, 5])
     }
 
+    /// A 1 KB file whose initializer declares 100 GB is refused from the sizes alone, before any allocation.
+    @Test func refusesADeclaredSizeTheExternalFileDoesNotHold() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serval-external-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Data(repeating: 0, count: 1024).write(to: folder.appendingPathComponent("weights.bin"))
+        for length in [nil, 100_000_000_000] as [Int?] {
+            try ExternalDataModel.make(location: "weights.bin", offset: 0, length: length, dims: [25_000_000_000]).write(to: folder.appendingPathComponent("model.onnx"))
+            #expect { try ONNXModel(contentsOf: folder.appendingPathComponent("model.onnx")) } throws: { error in
+                "\(error)".contains("weights.bin holds 1024 bytes after offset 0; the tensor declares 100000000000")
+            }
+        }
+    }
+
+    @Test func refusesAShapeWhoseSizeDoesNotFitAnInteger() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serval-external-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try ExternalDataModel.make(location: "weights.bin", offset: 0, length: 16, dims: [1 << 40, 1 << 30]).write(to: folder.appendingPathComponent("model.onnx"))
+        #expect { try ONNXModel(contentsOf: folder.appendingPathComponent("model.onnx")) } throws: { error in
+            "\(error)".contains("declares more elements than can exist")
+        }
+    }
+
     @Test func reportsMissingExternalFile() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("serval-external-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

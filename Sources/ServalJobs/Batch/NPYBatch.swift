@@ -50,7 +50,8 @@ struct NPYSource: BatchSource {
                 throw BatchError("\(url.lastPathComponent) holds \(header.dtype == .string ? "strings" : "numbers"); input '\(spec.name)' takes \(spec.dtype)")
             }
             let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
-            guard size >= header.dataOffset + header.shape[0] * header.rowSize else {
+            // The header's byte count cannot overflow (NPYFormat.header checks it); the data must be all there.
+            guard size >= header.dataOffset, size - header.dataOffset >= header.shape[0] * header.rowSize else {
                 throw BatchError("\(url.lastPathComponent) is truncated: its header says \(header.shape) but it has \(size) bytes")
             }
             inputs.append(Input(spec: spec, url: url, header: header))

@@ -115,7 +115,7 @@ public actor ModelLifecycle {
     /// Checks that `file` is a model Serval can run, writes it as the model's next version (temporary folder,
     /// then one rename), records it with its lineage, and loads it by the model's version policy.
     /// Nothing is written when the model cannot be imported.
-    public func register(model: String, file: Data, metadata: VersionMetadata?, actor: String) async throws -> Registered {
+    public func register(model: String, file: Data, metadata: VersionMetadata?, actor: String, maxNodes: Int = .max) async throws -> Registered {
         try Self.checkName(model, what: "model name")
         let root = manager.repository.root
         let staging = root.appendingPathComponent(".upload-\(UUID().uuidString)")
@@ -126,7 +126,7 @@ public actor ModelLifecycle {
         let sha256 = try await Task.detached(priority: .utility) { () throws -> String in
             let modelFile = staging.appendingPathComponent("model.onnx")
             try file.write(to: modelFile)
-            try Self.checkLoadable(modelFile)
+            try Self.checkLoadable(modelFile, maxNodes: maxNodes)
             let sha256 = FileDigest.sha256(of: file)
             try VersionRegistration(actor: actor, sha256: sha256, size: file.count, metadata: metadata).write(to: staging)
             return sha256
@@ -144,11 +144,17 @@ public actor ModelLifecycle {
         return Registered(name: model, version: version, sha256: sha256, state: state)
     }
 
-    /// Imports the file and compiles it, as loading would; the importer's message names what is wrong.
-    static func checkLoadable(_ file: URL) throws {
+    /// Imports the file and compiles it, as loading would; the importer's message names what is wrong. A graph of
+    /// more than `maxNodes` nodes (`--max-model-nodes`) is refused before it is compiled.
+    static func checkLoadable(_ file: URL, maxNodes: Int = .max) throws {
         do {
             let model = try ONNXModel(contentsOf: file)
+            guard model.graph.nodes.count <= maxNodes else {
+                throw ServingError.invalidArgument("part 'model' has \(model.graph.nodes.count) nodes, more than --max-model-nodes (\(maxNodes))")
+            }
             _ = try Session(graph: model.graph)
+        } catch let error as ServingError {
+            throw error
         } catch {
             throw ServingError.invalidArgument("part 'model' is not a model Serval can load: \(error)")
         }

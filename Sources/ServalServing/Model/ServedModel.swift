@@ -137,6 +137,11 @@ public final class ServedModel: Sendable {
             if !matches {
                 throw ServingError.invalidArgument("input '\(input.name)' has shape \(tensor.shape), expected \(input.shape)")
             }
+            if config.allowNonFinite != true, let index = tensor.firstNonFinite() {
+                throw ServingError.invalidArgument(
+                    "input '\(input.name)' element \(index) is not finite (NaN, ±Infinity, or out of \(input.datatype) range); "
+                        + "model '\(name)' takes finite values only (allow_non_finite: true in its config.yaml accepts them)")
+            }
         }
         for output in request.requestedOutputs ?? [] where !outputs.contains(where: { $0.name == output }) {
             throw ServingError.invalidArgument("unknown output '\(output)' requested; outputs are \(outputs.map { "'\($0.name)'" }.joined(separator: ", "))")

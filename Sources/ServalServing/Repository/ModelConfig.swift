@@ -21,6 +21,9 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// Seconds a loaded version may go without requests before it is unloaded (weights freed); the next request
     /// loads it again. Nil or 0: never (the default).
     public var idleUnloadSecs: Double?
+    /// Accept NaN and ±infinity in floating-point inputs (and values out of FP32/FP16 range, which become
+    /// infinite). Default false: such a request gets 400 naming the input and the element.
+    public var allowNonFinite: Bool?
 
     public struct DynamicBatching: Sendable, Equatable, Codable {
         public var maxQueueDelayUs: Int?
@@ -45,7 +48,7 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         case maxBatchSize = "max_batch_size", inputs, outputs, dynamicBatching = "dynamic_batching"
         case instanceCount = "instance_count", threadsPerInstance = "threads_per_instance"
         case versionPolicy = "version_policy", versionLabels = "version_labels", warmup, warmupBatchSizes = "warmup_batch_sizes"
-        case idleUnloadSecs = "idle_unload_secs"
+        case idleUnloadSecs = "idle_unload_secs", allowNonFinite = "allow_non_finite"
     }
 
     public init() {}
