@@ -56,7 +56,8 @@ struct AccessMiddleware: RouterMiddleware {
         }
         var context = context
         context.identity = principal
-        context.logger[metadataKey: "principal"] = .string(principal.name)
-        return try await next(request, context)
+        // Logged as `principal` through the log handler's metadata provider (`serval serve` installs it), read only
+        // when a line is written: setting logger metadata here re-renders it on every request.
+        return try await CurrentPrincipal.$value.withValue(principal) { try await next(request, context) }
     }
 }

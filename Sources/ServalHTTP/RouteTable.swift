@@ -19,7 +19,7 @@ final class RouteTable: Sendable {
     init() {}
 
     func add(_ path: String, _ method: HTTPRequest.Method) {
-        let segments = Self.segments(path)
+        let segments = Self.segments(path).map(String.init)
         let rule = EndpointAccess.rule(method, path)
         paths.withLock { paths in
             if let index = paths.firstIndex(where: { $0.segments == segments }) {
@@ -56,15 +56,23 @@ final class RouteTable: Sendable {
     }
 
     private func best(_ path: String, rule ruleOf: (Entry) -> EndpointAccess.Rule?) -> (rule: EndpointAccess.Rule, model: String?)? {
+        // On every authenticated request: substrings of the path, matched inside the lock without copying the table.
         let requested = Self.segments(path)
+        return paths.withLock { paths in Self.best(paths, requested, ruleOf) }
+    }
+
+    private static func best(
+        _ paths: [Entry], _ requested: [Substring], _ ruleOf: (Entry) -> EndpointAccess.Rule?
+    ) -> (rule: EndpointAccess.Rule, model: String?)? {
         var best: (rule: EndpointAccess.Rule, model: String?, literals: Int)?
-        for entry in paths.withLock({ $0 }) where Self.matches(entry.segments, requested) {
+        for entry in paths where Self.matches(entry.segments, requested) {
             guard let rule = ruleOf(entry), best == nil || entry.literals > best!.literals else { continue }
             var model: String?
             if let index = entry.segments.firstIndex(of: ":model") {
                 // TF Serving: /v1/models/NAME:predict.
-                model = requested[index].split(separator: ":", maxSplits: 1).first.map(String.init) ?? requested[index]
-                model = model?.removingPercentEncoding ?? model
+                let segment = requested[index]
+                model = segment.split(separator: ":", maxSplits: 1).first.map(String.init) ?? String(segment)
+                if model?.contains("%") == true { model = model?.removingPercentEncoding ?? model }
             }
             best = (rule, model, entry.literals)
         }
@@ -78,12 +86,14 @@ final class RouteTable: Sendable {
         }
     }
 
-    private static func matches(_ pattern: [String], _ requested: [String]) -> Bool {
-        pattern.count == requested.count && zip(pattern, requested).allSatisfy { $0.hasPrefix(":") || $0 == $1 }
+    private static func matches(_ pattern: [String], _ requested: [Substring]) -> Bool {
+        guard pattern.count == requested.count else { return false }
+        for (expected, segment) in zip(pattern, requested) where !(expected.utf8.first == UInt8(ascii: ":") || expected == segment) { return false }
+        return true
     }
 
-    private static func segments(_ path: String) -> [String] {
-        path.split(separator: "?", maxSplits: 1).first.map { $0.split(separator: "/").map(String.init) } ?? []
+    private static func segments(_ path: String) -> [Substring] {
+        path.split(separator: "?", maxSplits: 1).first.map { $0.split(separator: "/") } ?? []
     }
 }
 

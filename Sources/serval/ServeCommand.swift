@@ -119,7 +119,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let json = logFormat == "json"
-        LoggingSystem.bootstrap { label -> any LogHandler in json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label) }
+        // The authenticated principal of the request (REST or gRPC) on every line logged while it runs.
+        let principal = Logger.MetadataProvider { CurrentPrincipal.value.map { ["principal": .string($0.name)] } ?? [:] }
+        LoggingSystem.bootstrap({ label, provider -> any LogHandler in
+            json ? JSONLogHandler(label: label, metadataProvider: provider) : StreamLogHandler.standardError(label: label, metadataProvider: provider)
+        }, metadataProvider: principal)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(ServalMetrics.factory(registry: registry))
         let logger = Logger(label: "serval")
@@ -173,6 +177,7 @@ struct JSONLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -182,7 +187,10 @@ struct JSONLogHandler: LogHandler {
     func log(event: LogEvent) {
         var fields: [String: String] = ["level": event.level.rawValue, "message": event.message.description, "label": label,
                                         "time": Date().ISO8601Format()]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { fields[key] = value.description }
+        let provided = metadataProvider?.get() ?? [:]
+        for (key, value) in provided.merging(metadata, uniquingKeysWith: { $1 }).merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+            fields[key] = value.description
+        }
         if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
             FileHandle.standardError.write(data + Data("\n".utf8))
         }
