@@ -182,6 +182,8 @@ struct HardeningTests {
 /// A blocking TCP client for what URLSession cannot do: send a request in pieces, or a body it never stops to
 /// read between. Sends and reads give up after 20 s, so a server that stops reading fails the test instead of
 /// hanging it.
+/// A plain TCP client for the tests that need a connection a URLSession would not make: slow, paused,
+/// cut short, held open or disconnected mid-request.
 struct RawConnection {
     let descriptor: Int32
 
@@ -211,6 +213,11 @@ struct RawConnection {
             }
             return true
         }
+    }
+
+    /// Writes all of `text`, throwing when the server closed the connection.
+    func send(_ text: String) throws {
+        guard send(Data(text.utf8)) else { throw POSIXError(.EPIPE) }
     }
 
     /// Everything the server sends until it closes.

@@ -89,7 +89,7 @@ struct ProtocolDetailTests {
             await gate.waitUntilStarted()
             // A second request queues behind the held batch; then its client goes away.
             let port = try #require(server.baseURL.port)
-            let socket = try RawClient(port: port)
+            let socket = try RawConnection(port: port)
             try socket.send("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
             #expect(await eventually { await mlp.pendingRequests == 2 })
             socket.close()
@@ -114,31 +114,3 @@ func eventually(_ condition: () async -> Bool) async -> Bool {
     return false
 }
 
-/// A plain TCP client, for a caller that disconnects mid-request.
-struct RawClient {
-    let descriptor: Int32
-
-    init(port: Int) throws {
-        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else { throw ServingError.unavailable("connect failed: \(errno)") }
-    }
-
-    func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, 0) }
-            guard sent > 0 else { throw ServingError.unavailable("send failed: \(errno)") }
-            offset += sent
-        }
-    }
-
-    func close() { _ = Glibc.close(descriptor) }
-}

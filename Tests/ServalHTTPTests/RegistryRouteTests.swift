@@ -184,7 +184,7 @@ struct RegistryRouteTests {
             let boundary = "cut-short"
             let head = "--\(boundary)\r\nContent-Disposition: form-data; name=\"model\"; filename=\"m.onnx\"\r\n\r\n"
             let declared = head.utf8.count + Self.irisFile.count + 64
-            let socket = try RawClient(port: try #require(server.baseURL.port))
+            let socket = try RawConnection(port: try #require(server.baseURL.port))
             try socket.send("POST /v2/models/iris/versions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=\(boundary)\r\nContent-Length: \(declared)\r\n\r\n" + head)
             try socket.send(String(decoding: Self.irisFile.prefix(200), as: UTF8.self))
             socket.close()
