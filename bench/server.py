@@ -44,6 +44,12 @@ MODELS = {
 }
 
 
+def provenance():
+    """How a section's numbers were made: the command line as run, and on what."""
+    command = " ".join(["python", "bench/server.py"] + sys.argv[1:])
+    return f"Command: `{command}` (release build; {time.strftime('%Y-%m-%d')}, shared 2-vCPU machine)."
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -258,7 +264,7 @@ def main():
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     process.kill()
-    write_results(rows, starts, " ".join(["python", "bench/server.py"] + sys.argv[1:]))
+    write_results(rows, starts)
 
 
 def monitoring_cost(args):
@@ -306,9 +312,8 @@ def monitoring_cost(args):
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
-    command = " ".join(["python", "bench/server.py"] + sys.argv[1:])
     lines = ["## Monitoring cost: iris at concurrency 16, monitoring on (sample rate 1.0) vs off", "",
-             f"Command: `{command}` (release build; {time.strftime('%Y-%m-%d')}, shared 2-vCPU machine). One serval process pinned to CPU 0, "
+             provenance() + " One serval process pinned to CPU 0, "
              "wrk (1 thread, 16 connections, KServe v2 JSON at batch 1) on CPU 1. Each round measures off (no `monitoring:` settings) then on "
              "(PUT /v2/models/iris/monitoring with sample_rate 1.0: every request is logged to SQLite and scored once a second). "
              "Targets: throughput on/off ≥ 0.95, p99 on/off ≤ 1.10.", "",
@@ -343,11 +348,14 @@ def security_cost(args):
         cert, private = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
                         "-subj", "/CN=localhost", "-keyout", private, "-out", cert], check=True, capture_output=True)
-        variants = {"plain": ([], "http", ()), "api-key": (["--auth-config", auth], "http", (f"Authorization: Bearer {key}",)),
-                    "tls": (["--tls-cert", cert, "--tls-key", private], "https", ())}
+        bearer = (f"Authorization: Bearer {key}",)
+        servers = {"plain": ([], "http"), "api-key": (["--auth-config", auth], "http"), "tls": (["--tls-cert", cert, "--tls-key", private], "https")}
+        # (name, server, headers): `plain+header` is the plain server sent the same bearer it ignores, so the ratio
+        # against it is what authenticating costs the server, apart from the header's bytes.
+        runs = [("plain", "plain", ()), ("plain+header", "plain", bearer), ("api-key", "api-key", bearer), ("tls", "tls", ())]
         processes = {}
         try:
-            for name, (flags, scheme, _) in variants.items():
+            for name, (flags, scheme) in servers.items():
                 port = free_port()
                 processes[name] = (subprocess.Popen(
                     ["taskset", "-c", "0", args.serval, "serve", "--model-repository", REPOSITORY, "--data-dir", os.path.join(work, f"data-{name}"),
@@ -356,13 +364,13 @@ def security_cost(args):
                     if wrk_ready(port, scheme):
                         break
                     time.sleep(0.05)
-            for name, (_, scheme, headers) in variants.items():
-                wrk(processes[name][1], "iris", 16, 2, work, scheme, headers)  # warm-up
+            for name, server, headers in runs:
+                wrk(processes[server][1], "iris", 16, 2, work, servers[server][1], headers)  # warm-up
             rounds = []
             for index in range(args.rounds):
                 results = {}
-                for name, (_, scheme, headers) in variants.items():
-                    results[name] = wrk(processes[name][1], "iris", 16, args.duration, work, scheme, headers)
+                for name, server, headers in runs:
+                    results[name] = wrk(processes[server][1], "iris", 16, args.duration, work, servers[server][1], headers)
                     print(json.dumps({"round": index, "variant": name, **results[name]}), flush=True)
                     assert results[name]["errors"] == 0, f"{name}: non-2xx answers"
                 rounds.append(results)
@@ -370,21 +378,24 @@ def security_cost(args):
             for process, _ in processes.values():
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
-    command = " ".join(["python", "bench/server.py"] + sys.argv[1:])
     lines = ["## Security cost: iris at concurrency 16, API-key auth and TLS against plain HTTP", "",
-             f"Command: `{command}` (release build; {time.strftime('%Y-%m-%d')}, shared 2-vCPU machine). Three serval processes, each pinned "
-             "to CPU 0 and measured in turn, each round in the same order; wrk (1 thread, 16 keep-alive connections, KServe v2 JSON at "
-             "batch 1) on CPU 1. `api-key`: `--auth-config` with one key sent as `Authorization: Bearer` on every request (SHA-256, "
-             "constant-time lookup, scope check and token bucket per request). `tls`: `--tls-cert`/`--tls-key` (P-256, TLS 1.3 as wrk "
-             "negotiates it); the handshake is paid once per connection. Target: api-key/plain throughput ≥ 0.97.", "",
-             "| round | plain req/s | api-key req/s | api-key/plain | tls req/s | tls/plain | plain p99 ms | api-key p99 ms | tls p99 ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             provenance() + " Three serval processes, each pinned "
+             "to CPU 0, measured in turn, each round in the same order; wrk (1 thread, 16 keep-alive connections, KServe v2 JSON at "
+             "batch 1) on CPU 1. `plain`: no `--auth-config`; `plain+header`: the same process sent the same `Authorization` header as "
+             "`api-key`, which it ignores. `api-key`: `--auth-config` with one key sent as `Authorization: Bearer` on every request "
+             "(SHA-256, constant-time lookup, scope check and token bucket per request). `tls`: `--tls-cert`/`--tls-key` (P-256, TLS 1.3 "
+             "as wrk negotiates it); the handshake is paid once per connection. Target: api-key/plain throughput ≥ 0.97.", "",
+             "| round | plain req/s | plain+header req/s | api-key req/s | api-key/plain | api-key/plain+header | tls req/s | tls/plain | "
+             "plain p99 ms | api-key p99 ms | tls p99 ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for index, r in enumerate(rounds):
-        lines.append(f"| {index + 1} | {r['plain']['rps']:.0f} | {r['api-key']['rps']:.0f} | **{r['api-key']['rps'] / r['plain']['rps']:.3f}** | "
+        lines.append(f"| {index + 1} | {r['plain']['rps']:.0f} | {r['plain+header']['rps']:.0f} | {r['api-key']['rps']:.0f} | "
+                     f"**{r['api-key']['rps'] / r['plain']['rps']:.3f}** | **{r['api-key']['rps'] / r['plain+header']['rps']:.3f}** | "
                      f"{r['tls']['rps']:.0f} | **{r['tls']['rps'] / r['plain']['rps']:.3f}** | {r['plain']['p99']:.3f} | {r['api-key']['p99']:.3f} | "
                      f"{r['tls']['p99']:.3f} |")
-    mean = {name: sum(r[name]["rps"] for r in rounds) / len(rounds) for name in variants}
-    lines += ["", f"Mean over rounds: api-key/plain **{mean['api-key'] / mean['plain']:.3f}**, tls/plain **{mean['tls'] / mean['plain']:.3f}**.", ""]
+    mean = {name: sum(r[name]["rps"] for r in rounds) / len(rounds) for name, _, _ in runs}
+    lines += ["", f"Mean over rounds: api-key/plain **{mean['api-key'] / mean['plain']:.3f}**, api-key/plain+header "
+              f"**{mean['api-key'] / mean['plain+header']:.3f}**, tls/plain **{mean['tls'] / mean['plain']:.3f}**.", ""]
     section = "\n".join(lines)
     write_section("## Security cost", section)
     print(section)
@@ -416,9 +427,9 @@ def measure_grpc(process, port, args, model, concurrency, work, multiplexed):
     return result
 
 
-def write_results(rows, starts, command):
+def write_results(rows, starts):
     lines = ["## Serving: serval vs MLServer vs Flask+onnxruntime", "",
-             f"Command: `{command}` (release build; {time.strftime('%Y-%m-%d')}, shared 2-vCPU machine). Server pinned to CPU 0, "
+             provenance() + " Server pinned to CPU 0, "
              "wrk (1 thread) to CPU 1; KServe v2 JSON bodies at batch 1; MLServer 1.7.1 with a small onnxruntime runtime "
              "(bench/servers/mlserver_runtime.py); Flask app under gunicorn with 2 workers (bench/servers/flask_app.py). "
              "`serval-grpc`: the same serval process over gRPC, ModelInfer with raw_input_contents, driven by h2load (1 thread, "

@@ -16,13 +16,23 @@ public enum APIKey {
 
     public static func digest(_ key: String) -> [UInt8] { Array(SHA256.hash(data: Data(key.utf8))) }
 
+    /// The SHA-256 of a presented key, hashed from its bytes in place (a key is presented on every request).
+    static func digest(presented key: Substring) -> SHA256Digest {
+        var key = key
+        return key.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+    }
+
     public static func sha256Hex(_ key: String) -> String { digest(key).map { String(format: "%02x", $0) }.joined() }
 
     /// Equal-length byte strings compared in time that depends only on their length, not on where they differ.
     public static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBufferPointer { a in b.withUnsafeBytes { constantTimeEquals(a, $0) } }
+    }
+
+    static func constantTimeEquals(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeRawBufferPointer) -> Bool {
         guard a.count == b.count else { return false }
         var difference: UInt8 = 0
-        for index in a.indices { difference |= a[index] ^ b[index] }
+        for index in 0..<a.count { difference |= a[index] ^ b[index] }
         return difference == 0
     }
 }
@@ -46,12 +56,19 @@ public struct KeyRing: Sendable {
         }
     }
 
-    public func principal(forKey key: String) -> Principal? {
-        let presented = APIKey.digest(key)
+    public func principal(forKey key: Substring) -> Principal? {
+        let presented = APIKey.digest(presented: key)
         var found: Principal?
-        for entry in entries where APIKey.constantTimeEquals(entry.digest, presented) { found = entry.principal }
+        presented.withUnsafeBytes { presented in
+            for entry in entries {
+                let equal = entry.digest.withUnsafeBufferPointer { APIKey.constantTimeEquals($0, presented) }
+                if equal { found = entry.principal }
+            }
+        }
         return found
     }
+
+    public func principal(forKey key: String) -> Principal? { principal(forKey: key[...]) }
 
     public var count: Int { entries.count }
 

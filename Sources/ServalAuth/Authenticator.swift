@@ -49,15 +49,14 @@ public final class Authenticator: Sendable {
     /// The principal for an `Authorization` header value; nil (no header) is the anonymous principal.
     public func authenticate(authorization: String?) async throws -> Principal {
         guard let authorization else { return anonymous }
-        let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+        guard let credential = Self.bearerToken(authorization) else {
             throw AuthenticationError("the Authorization header must be 'Bearer <API key or JWT>'")
         }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        if token.hasPrefix(APIKey.prefix) {
-            guard let principal = config.keys.principal(forKey: token) else { throw AuthenticationError("unknown API key") }
+        if credential.utf8.starts(with: APIKey.prefix.utf8) {
+            guard let principal = config.keys.principal(forKey: credential) else { throw AuthenticationError("unknown API key") }
             return principal
         }
+        let token = String(credential)
         guard let jwtKeys, let settings = config.jwt else {
             throw AuthenticationError("the bearer token is not an API key (sk_...) and this server accepts no JWTs")
         }
@@ -76,6 +75,25 @@ public final class Authenticator: Sendable {
         guard claims.audiences.contains(settings.audience) else { throw AuthenticationError("the JWT was refused: its audience does not include \(settings.audience)") }
         let scopes = Set(claims.strings(settings.scopesClaim).compactMap(Scope.init(rawValue:)))
         return Principal(name: "jwt:" + (claims.subject ?? "unknown"), scopes: scopes)
+    }
+
+    /// The credential after `Bearer` (the scheme is case-insensitive, RFC 9110 §11.1), without surrounding spaces;
+    /// nil for another scheme or none. On every authenticated request, so it reads bytes and allocates nothing.
+    static func bearerToken(_ header: String) -> Substring? {
+        let utf8 = header.utf8
+        func isSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        var index = utf8.startIndex
+        while index != utf8.endIndex, isSpace(utf8[index]) { index = utf8.index(after: index) }
+        for expected in "bearer".utf8 {
+            guard index != utf8.endIndex, utf8[index] | 0x20 == expected else { return nil }
+            index = utf8.index(after: index)
+        }
+        guard index != utf8.endIndex, isSpace(utf8[index]) else { return nil }
+        var end = utf8.endIndex
+        while index != end, isSpace(utf8[index]) { index = utf8.index(after: index) }
+        while end != index, isSpace(utf8[utf8.index(before: end)]) { end = utf8.index(before: end) }
+        guard index != end else { return nil }
+        return header[index..<end]
     }
 
     /// The principal of a client certificate the TLS handshake verified (mTLS), used when no bearer is given: the
@@ -109,12 +127,14 @@ public final class Authenticator: Sendable {
         } else if anonymous {
             throw Self.credentialsNeeded
         }
-        let probe = rule.map { $0.scopes.isEmpty || $0.scopes == [.health] } ?? false
+        let probe = rule.map { $0.scopes.isEmpty || $0.scopes == Self.healthOnly } ?? false
         if !probe, let wait = admit(principal) {
             Counter(label: "serval_rate_limited_total", dimensions: [("principal", principal.name)]).increment()
             throw .rateLimited("\(principal.name) is over its rate limit; retry in \(String(format: "%.2f", wait)) s", retryAfter: wait)
         }
     }
+
+    private static let healthOnly: Set<Scope> = [.health]
 
     static let credentialsNeeded = Refusal.unauthenticated("this call needs credentials: send 'Authorization: Bearer <API key or JWT>'")
 

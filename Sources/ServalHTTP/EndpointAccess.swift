@@ -8,29 +8,41 @@ enum EndpointAccess {
     /// Which models a route touches, for keys with a `models:` allow-list (only `infer` and `read` are limited).
     enum Models: Sendable {
         case none
-        /// The `:model` path segment (TF Serving's `name:predict` counts as `name`).
+        /// The `:model` path segment.
         case param
+        /// The `:model` path segment up to its last colon: TF Serving's `POST /v1/models/NAME:predict`.
+        case paramWithMethod
         case all
     }
 
     struct Rule: Sendable {
         let scopes: Set<Scope>
         let models: Models
+        /// The request rule when it does not depend on the path (no model, or every model), made once.
+        private let fixed: AccessRule?
 
         init(_ scopes: Set<Scope>, _ models: Models = .none) {
             self.scopes = scopes
             self.models = models
+            // Admin and metrics are not limited by a models allow-list: it restricts infer and read.
+            if scopes.isDisjoint(with: [.infer, .read]) {
+                fixed = AccessRule(scopes)
+            } else {
+                fixed = switch models {
+                case .none: AccessRule(scopes)
+                case .all: AccessRule(scopes, models: .all)
+                case .param, .paramWithMethod: nil
+                }
+            }
         }
 
-        /// The rule for one request, with the model taken from its path segment.
-        func access(model: String?) -> AccessRule {
-            // Admin and metrics are not limited by a models allow-list: it restricts infer and read.
-            guard !scopes.isDisjoint(with: [.infer, .read]) else { return AccessRule(scopes) }
-            switch models {
-            case .none: return AccessRule(scopes)
-            case .all: return AccessRule(scopes, models: .all)
-            case .param: return AccessRule(scopes, models: model.map { .one($0) } ?? .all)
-            }
+        /// The rule for one request, with the model taken from its `:model` path segment as the route's handler
+        /// reads it (`segment`: that segment, nil when the path has none).
+        func access(segment: Substring?) -> AccessRule {
+            if let fixed { return fixed }
+            guard var model = segment else { return AccessRule(scopes, models: .all) }
+            if models == .paramWithMethod, let colon = model.lastIndex(of: ":") { model = model[..<colon] }
+            return AccessRule(scopes, models: .one(String(model)))
         }
     }
 
@@ -105,8 +117,9 @@ enum EndpointAccess {
         for prefix in ["/v1/models/:model", "/v1/models/:model/versions/:version", "/v1/models/:model/labels/:label"] {
             rules["GET \(prefix)"] = readModel
             rules["GET \(prefix)/metadata"] = readModel
-            rules["POST \(prefix)"] = infer  // name:predict
+            rules["POST \(prefix)"] = infer
         }
+        rules["POST /v1/models/:model"] = Rule([.infer], .paramWithMethod)  // NAME:predict
         return rules
     }()
 

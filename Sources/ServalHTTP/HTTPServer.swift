@@ -91,12 +91,13 @@ public enum HTTPServer {
         // Middleware applies to the routes registered after it, so the error middleware comes before every route.
         let table = RouteTable()
         router.add(middleware: ErrorMiddleware(routes: table))
+        let access = configuration.authenticator.map(RequestAccess.init)
         if let authenticator = configuration.authenticator {
-            // Before routing: a request is authenticated and checked before any route (or the 404) sees it.
+            // Before routing: credentials are read, and wrong ones refused, before any route (or the 404) sees them.
             router.add(middleware: BearerAuthenticator(authenticator: authenticator, certificates: configuration.tls?.verifiesClients ?? false))
-            router.add(middleware: AccessMiddleware(authenticator: authenticator, routes: table))
         }
-        var builder = RouteBuilder(router: router, table: table, surface: configuration.surface)
+        // Each route checks its own rule (RouteBuilder); requests no route matches are checked after the routes.
+        var builder = RouteBuilder(router: router, table: table, surface: configuration.surface, access: access)
         builder.get("/openapi.json") { _, _ in Response.json(OpenAPIDocument.json) }
         if let metrics {
             builder.get("/metrics") { _, _ in
@@ -114,6 +115,8 @@ public enum HTTPServer {
         if let jobs { JobRoutes(shared: shared, jobs: jobs).register(&builder) }
         if let monitor { MonitoringRoutes(shared: shared, monitor: monitor).register(&builder) }
         if let pipelines { PipelineRoutes(shared: shared, pipelines: pipelines).register(&builder) }
+        // Added after every route, so it wraps only the not-found responder.
+        if let access { router.add(middleware: UnmatchedAccessMiddleware(access: access, routes: table)) }
         let application = Application(
             router: router,
             server: GuardedHTTP1Channel.builder(

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ServalAuth
 import Synchronization
 
 /// Registers routes on the Hummingbird router and remembers which methods each path answers, so a known path
@@ -42,41 +43,28 @@ final class RouteTable: Sendable {
         return methods.isEmpty ? nil : methods
     }
 
-    /// The access rule of the route `method path` reaches, and the model its `:model` segment names; nil when
-    /// no route answers it. A literal segment wins over a `:name` one (`/v2/models/stats` is not a model).
-    func access(_ method: HTTPRequest.Method, _ path: String) -> (rule: EndpointAccess.Rule, model: String?)? {
+    /// The access rule of the route `method path` reaches, for a request the router did not match (a matched
+    /// route knows its rule already); nil when no route answers it. A literal segment wins over a `:name` one
+    /// (`/v2/models/stats` is not a model).
+    func access(_ method: HTTPRequest.Method, _ path: String) -> AccessRule? {
         best(path) { $0.rules[method] }
     }
 
     /// The access rules of the methods a path does answer, for a request with one it does not: a caller that
     /// passes one of them may learn the path exists (405 with `Allow`); anyone else learns nothing from it.
-    func accessOfOtherMethods(_ path: String) -> [(rule: EndpointAccess.Rule, model: String?)] {
+    func accessOfOtherMethods(_ path: String) -> [AccessRule] {
         guard let methods = allowedMethods(path) else { return [] }
         return methods.compactMap { method in best(path) { $0.rules[method] } }
     }
 
-    private func best(_ path: String, rule ruleOf: (Entry) -> EndpointAccess.Rule?) -> (rule: EndpointAccess.Rule, model: String?)? {
-        // On every authenticated request: substrings of the path, matched inside the lock without copying the table.
+    private func best(_ path: String, rule ruleOf: (Entry) -> EndpointAccess.Rule?) -> AccessRule? {
         let requested = Self.segments(path)
-        return paths.withLock { paths in Self.best(paths, requested, ruleOf) }
-    }
-
-    private static func best(
-        _ paths: [Entry], _ requested: [Substring], _ ruleOf: (Entry) -> EndpointAccess.Rule?
-    ) -> (rule: EndpointAccess.Rule, model: String?)? {
-        var best: (rule: EndpointAccess.Rule, model: String?, literals: Int)?
-        for entry in paths where Self.matches(entry.segments, requested) {
+        var best: (rule: EndpointAccess.Rule, segment: Substring?, literals: Int)?
+        for entry in paths.withLock({ $0 }) where Self.matches(entry.segments, requested) {
             guard let rule = ruleOf(entry), best == nil || entry.literals > best!.literals else { continue }
-            var model: String?
-            if let index = entry.segments.firstIndex(of: ":model") {
-                // TF Serving: /v1/models/NAME:predict.
-                let segment = requested[index]
-                model = segment.split(separator: ":", maxSplits: 1).first.map(String.init) ?? String(segment)
-                if model?.contains("%") == true { model = model?.removingPercentEncoding ?? model }
-            }
-            best = (rule, model, entry.literals)
+            best = (rule, entry.segments.firstIndex(of: ":model").map { requested[$0] }, entry.literals)
         }
-        return best.map { ($0.rule, $0.model) }
+        return best.map { $0.rule.access(segment: $0.segment) }
     }
 
     /// Every registered (method, path pattern), for the access matrix and the OpenAPI check.
@@ -99,22 +87,32 @@ final class RouteTable: Sendable {
 
 /// Registers routes on the router and records each in the table that answers 405s.
 /// Routes the listener's surface does not serve are not registered (a 404 there, as for any unknown path).
+/// With `--auth-config`, each route's handler is wrapped in the access check for its own rule, so the router's
+/// one match decides both the handler and who may call it.
 struct RouteBuilder {
+    typealias Handler = @Sendable (Request, ServalRequestContext) async throws -> Response
     let router: HTTPRouter
     let table: RouteTable
     var surface = HTTPSurface.all
+    /// The access check; nil when every endpoint is open.
+    var access: RequestAccess?
 
-    mutating func on(
-        _ path: String, _ method: HTTPRequest.Method,
-        _ handler: @escaping @Sendable (Request, ServalRequestContext) async throws -> Response
-    ) {
-        guard surface.serves(EndpointAccess.rule(method, path)) else { return }
+    mutating func on(_ path: String, _ method: HTTPRequest.Method, _ handler: @escaping Handler) {
+        let rule = EndpointAccess.rule(method, path)
+        guard surface.serves(rule) else { return }
         table.add(path, method)
-        router.on(RouterPath(path), method: method, use: handler)
+        guard let access else {
+            router.on(RouterPath(path), method: method, use: handler)
+            return
+        }
+        let model: Substring? = rule.models == .none || rule.models == .all ? nil : "model"
+        router.on(RouterPath(path), method: method) { request, context in
+            try await access.admit(rule.access(segment: model.flatMap { context.parameters[$0] }), context) { try await handler(request, $0) }
+        }
     }
 
-    mutating func get(_ path: String, _ handler: @escaping @Sendable (Request, ServalRequestContext) async throws -> Response) { on(path, .get, handler) }
-    mutating func post(_ path: String, _ handler: @escaping @Sendable (Request, ServalRequestContext) async throws -> Response) { on(path, .post, handler) }
-    mutating func put(_ path: String, _ handler: @escaping @Sendable (Request, ServalRequestContext) async throws -> Response) { on(path, .put, handler) }
-    mutating func delete(_ path: String, _ handler: @escaping @Sendable (Request, ServalRequestContext) async throws -> Response) { on(path, .delete, handler) }
+    mutating func get(_ path: String, _ handler: @escaping Handler) { on(path, .get, handler) }
+    mutating func post(_ path: String, _ handler: @escaping Handler) { on(path, .post, handler) }
+    mutating func put(_ path: String, _ handler: @escaping Handler) { on(path, .put, handler) }
+    mutating func delete(_ path: String, _ handler: @escaping Handler) { on(path, .delete, handler) }
 }

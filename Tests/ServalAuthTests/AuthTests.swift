@@ -36,6 +36,23 @@ struct AuthTests {
         #expect(try await auth.authenticate(authorization: nil) == Principal(name: "anonymous", scopes: [.health]))
     }
 
+    /// RFC 9110 §11: the scheme is case-insensitive, spaces (and tabs) around the credential are not part of it,
+    /// and another scheme, a scheme glued to its credential or an empty credential is no bearer at all.
+    @Test func theBearerCredentialIsReadAsRFC9110Spells() async throws {
+        for header in ["Bearer tok", "bearer tok", "BEARER tok", "  Bearer   tok  ", "Bearer\ttok\t"] {
+            #expect(Authenticator.bearerToken(header) == "tok", "\(header)")
+        }
+        for header in ["Basic tok", "Bearertok", "Bearer", "Bearer   ", "Bear tok", "", "Bearer_ tok"] {
+            #expect(Authenticator.bearerToken(header) == nil, "\(header)")
+        }
+        let (key, sha256) = APIKey.generate()
+        let auth = try await Authenticator.make(config: try Self.config("api_keys:\n  - {name: app, sha256: \"\(sha256)\", scopes: [infer]}\n"), clock: { 0 })
+        #expect(try await auth.authenticate(authorization: "bearer  \(key) ").name == "app")
+        // One byte short or one byte more is another key.
+        await #expect(throws: AuthenticationError("unknown API key")) { try await auth.authenticate(authorization: "Bearer \(key.dropLast())") }
+        await #expect(throws: AuthenticationError("unknown API key")) { try await auth.authenticate(authorization: "Bearer \(key)x") }
+    }
+
     @Test func constantTimeComparisonLooksAtEveryByte() {
         let a: [UInt8] = Array(repeating: 7, count: 32)
         var lastDiffers = a

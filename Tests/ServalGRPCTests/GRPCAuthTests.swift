@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import ServalAuth
 import ServalServing
+import ServalTestSupport
 import Testing
 @testable import ServalGRPC
 
@@ -19,10 +20,14 @@ struct GRPCAuthTests {
 
     static func metadata(_ name: String) -> Metadata { ["authorization": "Bearer \(keys[name]!.key)"] }
 
-    static func withAuth(mode: ModelManager.ControlMode = .none, _ body: (GRPCTestServer) async throws -> Void) async throws {
-        let yaml = "api_keys:\n" + keys.values.map(\.line).joined(separator: "\n") + "\n"
+    static func withAuth(
+        mode: ModelManager.ControlMode = .none, extra: String = "", clock: ManualClock? = nil, _ body: (GRPCTestServer) async throws -> Void
+    ) async throws {
+        let yaml = "api_keys:\n" + keys.values.map(\.line).joined(separator: "\n") + "\n" + extra
         let config = try AuthConfig.parse(yaml, directory: FileManager.default.temporaryDirectory)
-        let authenticator = try await Authenticator.make(config: config, clock: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
+        let now: @Sendable () -> Double
+        if let clock { now = { clock.read() } } else { now = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 } }
+        let authenticator = try await Authenticator.make(config: config, clock: now)
         try await GRPCTestServer.with(mode: mode, authenticator: authenticator, body)
     }
 
@@ -85,6 +90,29 @@ struct GRPCAuthTests {
             let entries = try await server.lifecycle.history(model: "mlp", limit: 1)
             #expect(entries.first?.action.rawValue == "load")
             #expect(entries.first?.actor == "ops")
+        }
+    }
+
+    /// Over a real connection: past its bucket a principal gets RESOURCE_EXHAUSTED on the next RPC (with the wait
+    /// in the message), other principals and health checks go on, and a refilled token lets it in again.
+    @Test func pastItsTokenBucketAPrincipalIsResourceExhausted() async throws {
+        let clock = ManualClock(100)
+        try await Self.withAuth(extra: "default_rate: {rate: 1/s, burst: 2}\n", clock: clock) { server in
+            for _ in 0..<2 { _ = try await server.inference.modelInfer(Requests.mlp(rows: 1), metadata: Self.metadata("scorer")) }
+            var message = ""
+            do {
+                _ = try await server.inference.modelInfer(Requests.mlp(rows: 1), metadata: Self.metadata("scorer"))
+            } catch let error as RPCError {
+                #expect(error.code == .resourceExhausted)
+                message = error.message
+            }
+            #expect(message.contains("scorer is over its rate limit"))
+            let other = try await server.inference.serverMetadata(.init(), metadata: Self.metadata("reader"))
+            #expect(other.name == "serval")
+            #expect(try await server.health.check(.init()).status == .serving)
+            clock.advance(1)
+            let answer = try await server.inference.modelInfer(Requests.mlp(rows: 1), metadata: Self.metadata("scorer"))
+            #expect(answer.modelName == "mlp")
         }
     }
 }

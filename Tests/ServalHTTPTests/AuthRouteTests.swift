@@ -112,6 +112,12 @@ struct AuthRouteTests {
             #expect(try other.object()["error"] as? String == "iris-app may not use model 'mlp' (its models: iris)")
             #expect(try await Self.call(server, "GET", "/v2/models/iris", key: Self.key("iris-app")).status == 200)
             #expect(try await Self.call(server, "GET", "/v1/models/mlp", key: Self.key("iris-app")).status == 403)
+            // TF Serving's NAME:predict: the model is the name before the colon, as the handler reads it.
+            let instances = Data("{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}".utf8)
+            #expect(try await server.send("POST", "/v1/models/iris:predict", body: instances, headers: headers).status == 200)
+            let otherPredict = try await server.send("POST", "/v1/models/mlp:predict", body: instances, headers: headers)
+            #expect(otherPredict.status == 403)
+            #expect(try otherPredict.object()["error"] as? String == "iris-app may not use model 'mlp' (its models: iris)")
             // Endpoints covering every model need a key without an allow-list.
             #expect(try await Self.call(server, "GET", "/v2/models/stats", key: Self.key("iris-app")).status == 403)
             #expect(try await Self.call(server, "GET", "/v2/models/stats", key: Self.key("ops")).status == 200)

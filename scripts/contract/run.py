@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,9 +21,8 @@ import requests
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(here), "e2e"))
-from checks import free_port, wait_ready  # noqa: E402
+from checks import example_repository, start_serval, wait_ready  # noqa: E402
 
-root = os.path.dirname(os.path.dirname(here))
 parser = argparse.ArgumentParser()
 parser.add_argument("serval")
 parser.add_argument("--max-examples", type=int, default=20)
@@ -42,14 +40,7 @@ with open(os.path.join(work, "auth.yaml"), "w") as f:
     f.write("api_keys:\n")
     f.write(f'  - {{name: contract, sha256: "{digest}", scopes: [health, infer, read, admin, metrics], rate: 100000/s, burst: 100000}}\n')
 
-repository = os.path.join(work, "models")
-shutil.copytree(os.path.join(root, "examples", "models"), repository)
-port = free_port()
-log_path = os.path.join(work, "serval.log")
-process = subprocess.Popen(
-    [args.serval, "serve", "--model-repository", repository, "--data-dir", os.path.join(work, "data"), "--http-port", str(port),
-     "--grpc-port", "0", "--auth-config", os.path.join(work, "auth.yaml")],
-    stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+process, port, log_path = start_serval(args.serval, work, example_repository(work), "--auth-config", os.path.join(work, "auth.yaml"))
 url = f"http://127.0.0.1:{port}"
 failed = []
 try:

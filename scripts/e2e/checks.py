@@ -1,8 +1,13 @@
-"""What the end-to-end scripts share: one "ok"/"FAIL" line per check, a closing "N passed, N failed" line, and
-free loopback ports."""
+"""What the end-to-end scripts share: one "ok"/"FAIL" line per check, a closing "N passed, N failed" line, free
+loopback ports, and starting `serval serve` on a copy of the example models."""
+import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Checks:
@@ -51,3 +56,23 @@ def wait_for(condition, seconds, pause=0.05):
             return True
         time.sleep(pause)
     return False
+
+
+def example_repository(work):
+    """A copy of examples/models under `work`, for a script that changes what is served; its path."""
+    repository = os.path.join(work, "models")
+    shutil.copytree(os.path.join(ROOT, "examples", "models"), repository)
+    return repository
+
+
+def start_serval(serval, work, repository, *flags, name="serval", http_port=None, grpc_port=0):
+    """Starts `serval serve` on `repository` with its own data folder (`work`/data-NAME) and log (`work`/NAME.log),
+    on `http_port` (default: a free one) and `grpc_port` (0: any); returns (process, http_port, log_path).
+    Does not wait: `wait_ready` does, or the caller when the server speaks TLS."""
+    http_port = http_port or free_port()
+    log_path = os.path.join(work, f"{name}.log")
+    process = subprocess.Popen(
+        [serval, "serve", "--model-repository", repository, "--data-dir", os.path.join(work, f"data-{name}"),
+         "--http-port", str(http_port), "--grpc-port", str(grpc_port), *flags],
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    return process, http_port, log_path

@@ -26,9 +26,8 @@ import tritonclient.http as httpclient
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
-from checks import Checks, free_port, wait_for  # noqa: E402
+from checks import Checks, example_repository, free_port, start_serval, wait_for  # noqa: E402
 
-root = os.path.dirname(os.path.dirname(here))
 parser = argparse.ArgumentParser()
 parser.add_argument("serval")
 args = parser.parse_args()
@@ -60,17 +59,13 @@ openssl("req", "-x509", "-new", "-key", "ca-key.pem", "-subj", "/CN=Serval CI CA
 ca = os.path.join(work, "ca.pem")
 server_cert, server_key = issue("server", "/CN=serval-one", "serverAuth")
 client_cert, client_key = issue("client", "/O=Serval CI/CN=scorer", "clientAuth")
-repository = os.path.join(work, "models")
-shutil.copytree(os.path.join(root, "examples", "models"), repository)
+repository = example_repository(work)
 
 
 def serve(name, extra):
-    http_port, grpc_port = free_port(), free_port()
-    log_path = os.path.join(work, f"{name}.log")
-    process = subprocess.Popen(
-        [args.serval, "serve", "--model-repository", repository, "--data-dir", os.path.join(work, f"data-{name}"),
-         "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--tls-cert", server_cert, "--tls-key", server_key, *extra],
-        stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    grpc_port = free_port()
+    process, http_port, log_path = start_serval(args.serval, work, repository, "--tls-cert", server_cert, "--tls-key", server_key, *extra,
+                                                name=name, grpc_port=grpc_port)
     return process, http_port, grpc_port, log_path
 
 

@@ -13,8 +13,6 @@ the post-warm-up baseline and the descriptors are back at it. The samples go to 
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,9 +24,8 @@ import tritonclient.grpc as grpcclient
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(here), "e2e"))
-from checks import Checks, free_port, wait_for, wait_ready  # noqa: E402
+from checks import Checks, example_repository, free_port, start_serval, wait_for, wait_ready  # noqa: E402
 
-root = os.path.dirname(os.path.dirname(here))
 parser = argparse.ArgumentParser()
 parser.add_argument("serval")
 parser.add_argument("--cycles", type=int, default=1000)
@@ -37,14 +34,9 @@ parser.add_argument("--max-growth", type=float, default=0.05)
 args = parser.parse_args()
 check = Checks()
 work = tempfile.mkdtemp(prefix="serval-soak-")
-repository = os.path.join(work, "models")
-shutil.copytree(os.path.join(root, "examples", "models"), repository)
-http_port, grpc_port = free_port(), free_port()
-log_path = os.path.join(work, "serval.log")
-process = subprocess.Popen(
-    [args.serval, "serve", "--model-repository", repository, "--data-dir", os.path.join(work, "data"), "--http-port", str(http_port),
-     "--grpc-port", str(grpc_port), "--model-control-mode", "explicit", "--load-model", "iris"],
-    stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+grpc_port = free_port()
+process, http_port, log_path = start_serval(args.serval, work, example_repository(work), "--model-control-mode", "explicit", "--load-model", "iris",
+                                            grpc_port=grpc_port)
 url = f"http://127.0.0.1:{http_port}"
 IRIS = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
 samples = []
