@@ -369,7 +369,8 @@ def security_cost(args):
             rounds = []
             for index in range(args.rounds):
                 results = {}
-                for name, server, headers in runs:
+                # Each round starts one later in the list, so no variant always runs first or last in a round.
+                for name, server, headers in runs[index % len(runs):] + runs[:index % len(runs)]:
                     results[name] = wrk(processes[server][1], "iris", 16, args.duration, work, servers[server][1], headers)
                     print(json.dumps({"round": index, "variant": name, **results[name]}), flush=True)
                     assert results[name]["errors"] == 0, f"{name}: non-2xx answers"
@@ -380,7 +381,7 @@ def security_cost(args):
                 process.wait(timeout=30)
     lines = ["## Security cost: iris at concurrency 16, API-key auth and TLS against plain HTTP", "",
              provenance() + " Three serval processes, each pinned "
-             "to CPU 0, measured in turn, each round in the same order; wrk (1 thread, 16 keep-alive connections, KServe v2 JSON at "
+             "to CPU 0, measured in turn, each round starting one variant later than the one before; wrk (1 thread, 16 keep-alive connections, KServe v2 JSON at "
              "batch 1) on CPU 1. `plain`: no `--auth-config`; `plain+header`: the same process sent the same `Authorization` header as "
              "`api-key`, which it ignores. `api-key`: `--auth-config` with one key sent as `Authorization: Bearer` on every request "
              "(SHA-256, constant-time lookup, scope check and token bucket per request). `tls`: `--tls-cert`/`--tls-key` (P-256, TLS 1.3 "

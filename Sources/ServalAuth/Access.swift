@@ -42,7 +42,8 @@ public struct AccessRule: Sendable, Equatable {
 }
 
 /// Who is calling: a named API key, a JWT subject, a client certificate's subject, or `anonymous`.
-public struct Principal: Sendable, Equatable {
+/// A class: it is passed along every authenticated request (context, task-local, decision), one retain each.
+public final class Principal: Sendable, Equatable {
     public let name: String
     public let scopes: Set<Scope>
     /// The models this principal may use for `infer` and `read` (nil: all).
@@ -58,6 +59,10 @@ public struct Principal: Sendable, Equatable {
     }
 
     public static let anonymousName = "anonymous"
+
+    public static func == (a: Principal, b: Principal) -> Bool {
+        a === b || (a.name == b.name && a.scopes == b.scopes && a.models == b.models && a.rate == b.rate)
+    }
 
     /// Whether this principal may make a request that needs `rule`; the refusal names the missing scope or model.
     public func decide(_ rule: AccessRule) -> AccessDecision {

@@ -38,30 +38,54 @@ public final class Authenticator: Sendable {
 
     private init(config: AuthConfig, jwtKeys: JWTKeyCollection?, limiter: RateLimiter, now: @escaping @Sendable () -> Date) {
         self.config = config
+        anonymous = Principal(name: Principal.anonymousName, scopes: config.anonymousScopes)
         self.jwtKeys = jwtKeys
         self.limiter = limiter
         self.now = now
     }
 
     /// The anonymous caller: what `anonymous:` in auth.yaml grants (default: health).
-    public var anonymous: Principal { Principal(name: Principal.anonymousName, scopes: config.anonymousScopes) }
+    public let anonymous: Principal
 
     /// The principal for an `Authorization` header value; nil (no header) is the anonymous principal.
     public func authenticate(authorization: String?) async throws -> Principal {
         guard let authorization else { return anonymous }
+        switch try credential(authorization: authorization) {
+        case .principal(let principal): return principal
+        case .jwt(let token): return try await principal(jwt: token)
+        }
+    }
+
+    /// What a bearer names, decided without suspending: an API key's principal, or a JWT still to verify.
+    public enum Credential: Sendable {
+        case principal(Principal)
+        case jwt(String)
+    }
+
+    /// Reads an `Authorization` header: an API key is looked up here (no suspension on the common path), a JWT is
+    /// handed back for `principal(jwt:)`.
+    public func credential(authorization: String) throws -> Credential {
         guard let credential = Self.bearerToken(authorization) else {
             throw AuthenticationError("the Authorization header must be 'Bearer <API key or JWT>'")
         }
         if credential.utf8.starts(with: APIKey.prefix.utf8) {
             guard let principal = config.keys.principal(forKey: credential) else { throw AuthenticationError("unknown API key") }
-            return principal
+            return .principal(principal)
         }
-        let token = String(credential)
-        guard let jwtKeys, let settings = config.jwt else {
-            throw AuthenticationError("the bearer token is not an API key (sk_...) and this server accepts no JWTs")
+        guard jwtKeys != nil, config.jwt != nil else {
+            throw Self.noJWTs
         }
-        guard token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+        guard credential.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
             throw AuthenticationError("the bearer token is neither an API key (sk_...) nor a JWT")
+        }
+        return .jwt(String(credential))
+    }
+
+    /// The principal of a JWT `credential(authorization:)` found: signature by jwt-kit, then expiry, not-before,
+    /// issuer and audience against the injected clock.
+    public func principal(jwt token: String) async throws -> Principal {
+        guard let jwtKeys, let settings = config.jwt else {
+            throw Self.noJWTs
         }
         let claims: TokenClaims
         do { claims = try await jwtKeys.verify(token, as: TokenClaims.self) } catch {
@@ -135,6 +159,7 @@ public final class Authenticator: Sendable {
     }
 
     private static let healthOnly: Set<Scope> = [.health]
+    private static let noJWTs = AuthenticationError("the bearer token is not an API key (sk_...) and this server accepts no JWTs")
 
     static let credentialsNeeded = Refusal.unauthenticated("this call needs credentials: send 'Authorization: Bearer <API key or JWT>'")
 

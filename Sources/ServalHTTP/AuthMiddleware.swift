@@ -22,7 +22,10 @@ struct BearerAuthenticator: AuthenticatorMiddleware {
             return authenticator.principal(certificateSubject: subject)
         }
         do {
-            return try await authenticator.authenticate(authorization: header)
+            switch try authenticator.credential(authorization: header) {
+            case .principal(let principal): return principal
+            case .jwt(let token): return try await authenticator.principal(jwt: token)
+            }
         } catch let error as AuthenticationError {
             throw ServingError(.unauthenticated, error.message)
         }

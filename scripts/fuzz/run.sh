@@ -37,11 +37,11 @@ for target in "${targets[@]}"; do
     status=FINDING
     failed+=("$target")
   fi
-  runs=$(grep -E "^stat::number_of_executed_units" "$log" | awk '{print $2}')
-  coverage=$(grep -E "^#[0-9]+" "$log" | tail -1 | grep -oE "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+" || true)
+  runs=$(grep -aE "^stat::number_of_executed_units" "$log" | awk '{print $2}')
+  coverage=$(grep -aE "^#[0-9]+" "$log" | tail -1 | grep -aoE "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+" || true)
   echo "$target: $status, ${runs:-?} executions in ${seconds}s, ${coverage:-no coverage line}"
   if [ "$status" = FINDING ]; then
-    grep -E "ERROR|SUMMARY|Fatal error|Test unit written" "$log" | head -8
+    grep -aE "ERROR|SUMMARY|Fatal error|Test unit written" "$log" | head -8
     ls "$findings"
   fi
 done
