@@ -68,8 +68,6 @@ public struct KeyRing: Sendable {
         return found
     }
 
-    public func principal(forKey key: String) -> Principal? { principal(forKey: key[...]) }
-
     public var count: Int { entries.count }
 
     static func bytes(hex: String) -> [UInt8]? {

@@ -57,14 +57,14 @@ public final class Authenticator: Sendable {
     }
 
     /// What a bearer names, decided without suspending: an API key's principal, or a JWT still to verify.
-    public enum Credential: Sendable {
+    enum Credential: Sendable {
         case principal(Principal)
         case jwt(String)
     }
 
     /// Reads an `Authorization` header: an API key is looked up here (no suspension on the common path), a JWT is
     /// handed back for `principal(jwt:)`.
-    public func credential(authorization: String) throws -> Credential {
+    func credential(authorization: String) throws -> Credential {
         guard let credential = Self.bearerToken(authorization) else {
             throw AuthenticationError("the Authorization header must be 'Bearer <API key or JWT>'")
         }
@@ -83,7 +83,7 @@ public final class Authenticator: Sendable {
 
     /// The principal of a JWT `credential(authorization:)` found: signature by jwt-kit, then expiry, not-before,
     /// issuer and audience against the injected clock.
-    public func principal(jwt token: String) async throws -> Principal {
+    func principal(jwt token: String) async throws -> Principal {
         guard let jwtKeys, let settings = config.jwt else {
             throw Self.noJWTs
         }

@@ -22,10 +22,7 @@ struct BearerAuthenticator: AuthenticatorMiddleware {
             return authenticator.principal(certificateSubject: subject)
         }
         do {
-            switch try authenticator.credential(authorization: header) {
-            case .principal(let principal): return principal
-            case .jwt(let token): return try await authenticator.principal(jwt: token)
-            }
+            return try await authenticator.authenticate(authorization: header)
         } catch let error as AuthenticationError {
             throw ServingError(.unauthenticated, error.message)
         }
