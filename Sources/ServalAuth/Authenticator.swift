@@ -47,10 +47,11 @@ public final class Authenticator: Sendable {
     /// The anonymous caller: what `anonymous:` in auth.yaml grants (default: health).
     public let anonymous: Principal
 
-    /// The principal for an `Authorization` header value; nil (no header) is the anonymous principal.
-    public func authenticate(authorization: String?) async throws -> Principal {
+    /// The principal for an `Authorization` header value; nil (no header) is the anonymous principal. With a
+    /// connection's `memo`, an API key that connection already presented is not looked up again.
+    public func authenticate(authorization: String?, memo: CredentialMemo? = nil) async throws -> Principal {
         guard let authorization else { return anonymous }
-        switch try credential(authorization: authorization) {
+        switch try credential(authorization: authorization, memo: memo) {
         case .principal(let principal): return principal
         case .jwt(let token): return try await principal(jwt: token)
         }
@@ -64,12 +65,14 @@ public final class Authenticator: Sendable {
 
     /// Reads an `Authorization` header: an API key is looked up here (no suspension on the common path), a JWT is
     /// handed back for `principal(jwt:)`.
-    func credential(authorization: String) throws -> Credential {
+    func credential(authorization: String, memo: CredentialMemo? = nil) throws -> Credential {
         guard let credential = Self.bearerToken(authorization) else {
             throw AuthenticationError("the Authorization header must be 'Bearer <API key or JWT>'")
         }
         if credential.utf8.starts(with: APIKey.prefix.utf8) {
+            if let principal = memo?.principal(presenting: credential) { return .principal(principal) }
             guard let principal = config.keys.principal(forKey: credential) else { throw AuthenticationError("unknown API key") }
+            memo?.remember(credential, as: principal)
             return .principal(principal)
         }
         guard jwtKeys != nil, config.jwt != nil else {

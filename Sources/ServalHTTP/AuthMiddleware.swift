@@ -9,7 +9,8 @@ import ServalWire
 /// Reads the `Authorization: Bearer` credential with hummingbird-auth's authenticator middleware: the principal
 /// it names goes into the request context; a credential that is present but wrong is 401 at once.
 /// Without a bearer, on a listener that verifies client certificates (mTLS), the certificate's subject is the
-/// principal (`client_certificates:` in auth.yaml).
+/// principal (`client_certificates:` in auth.yaml). An API key is remembered for the rest of its connection
+/// (`CredentialMemo`), so a client that keeps its connection open pays for the key's hash once.
 struct BearerAuthenticator: AuthenticatorMiddleware {
     typealias Context = ServalRequestContext
     let authenticator: Authenticator
@@ -22,7 +23,7 @@ struct BearerAuthenticator: AuthenticatorMiddleware {
             return authenticator.principal(certificateSubject: subject)
         }
         do {
-            return try await authenticator.authenticate(authorization: header)
+            return try await authenticator.authenticate(authorization: header, memo: ConnectionWatch.watch(for: context.channel)?.credentials)
         } catch let error as AuthenticationError {
             throw ServingError(.unauthenticated, error.message)
         }

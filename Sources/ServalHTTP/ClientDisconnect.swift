@@ -3,13 +3,15 @@ import Hummingbird
 import HummingbirdCore
 import NIOCore
 import NIOHTTPTypes
+import ServalAuth
 import Synchronization
 
 /// Cancels the work of a request whose client closed the connection, as gRPC does for a cancelled call: a queued
 /// inference leaves the batcher's queue instead of running for nobody.
 ///
 /// A `ClientDisconnectHandler` in each connection's pipeline sees the end of input (the client's FIN or a reset)
-/// and tells the connection's `ConnectionWatch`; handlers register the task they want cancelled with it.
+/// and tells the connection's `ConnectionWatch`; handlers register the task they want cancelled with it. The watch
+/// also holds what else lives exactly as long as the connection: the API key it last presented.
 final class ConnectionWatch: Sendable {
     private struct State {
         var closed = false
@@ -18,6 +20,8 @@ final class ConnectionWatch: Sendable {
     }
 
     private let state = Mutex(State())
+    /// The API key this connection last presented, verified (see `BearerAuthenticator`).
+    let credentials = CredentialMemo()
 
     /// Registers `cancel`; runs it at once when the connection is already closed. Returns a token for `remove`.
     func add(_ cancel: @escaping @Sendable () -> Void) -> Int {

@@ -53,6 +53,36 @@ struct AuthTests {
         await #expect(throws: AuthenticationError("unknown API key")) { try await auth.authenticate(authorization: "Bearer \(key)x") }
     }
 
+    /// A connection's memo: the API key it presented is remembered with its principal, and only exactly those
+    /// bytes give it back; any other key, or a key one character off, is looked up (and refused when unknown).
+    @Test func aConnectionsMemoRemembersOnlyTheKeyItPresented() async throws {
+        let (app, appDigest) = APIKey.generate()
+        let (ops, opsDigest) = APIKey.generate()
+        let auth = try await Authenticator.make(config: try Self.config(
+            "api_keys:\n  - {name: app, sha256: \"\(appDigest)\", scopes: [infer]}\n  - {name: ops, sha256: \"\(opsDigest)\", scopes: [admin]}\n"), clock: { 0 })
+        let memo = CredentialMemo()
+        #expect(memo.principal(presenting: Substring(app)) == nil)
+        #expect(try await auth.authenticate(authorization: "Bearer \(app)", memo: memo).name == "app")
+        #expect(memo.principal(presenting: Substring(app))?.name == "app")
+        #expect(try await auth.authenticate(authorization: "Bearer  \(app) ", memo: memo).name == "app")
+        // One character off: not the remembered key, and not a key at all.
+        let last = app.index(before: app.endIndex)
+        let altered = String(app[..<last]) + (app[last] == "A" ? "B" : "A")
+        #expect(memo.principal(presenting: Substring(altered)) == nil)
+        await #expect(throws: AuthenticationError("unknown API key")) { try await auth.authenticate(authorization: "Bearer \(altered)", memo: memo) }
+        #expect(memo.principal(presenting: Substring(app + "x")) == nil && memo.principal(presenting: app.dropLast()) == nil)
+        // Another key on the same connection replaces the remembered one; the first is looked up again.
+        #expect(try await auth.authenticate(authorization: "Bearer \(ops)", memo: memo).name == "ops")
+        #expect(memo.principal(presenting: Substring(app)) == nil && memo.principal(presenting: Substring(ops))?.name == "ops")
+        #expect(try await auth.authenticate(authorization: "Bearer \(app)", memo: memo).name == "app")
+        // A JWT can expire, so it is never remembered.
+        let jwt = try await Self.jwtAuthenticator(now: Date(timeIntervalSince1970: 1_900_000_000))
+        let token = try await Self.token(Claims())
+        let fresh = CredentialMemo()
+        #expect(try await jwt.authenticate(authorization: "Bearer " + token, memo: fresh).name == "jwt:alice")
+        #expect(fresh.principal(presenting: Substring(token)) == nil)
+    }
+
     @Test func constantTimeComparisonLooksAtEveryByte() {
         let a: [UInt8] = Array(repeating: 7, count: 32)
         var lastDiffers = a

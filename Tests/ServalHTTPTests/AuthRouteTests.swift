@@ -101,6 +101,26 @@ struct AuthRouteTests {
         }
     }
 
+    /// On one keep-alive connection the key is remembered after its first request, and only exactly that key: the
+    /// same key one character off, or no key at all, is refused on the next request of the same connection.
+    @Test func aRememberedKeyAdmitsOnlyItselfOnItsConnection() async throws {
+        try await Self.withAuth { server in
+            let ops = Self.key("ops")
+            let last = ops.index(before: ops.endIndex)
+            let altered = String(ops[..<last]) + (ops[last] == "A" ? "B" : "A")
+            func request(_ key: String?) -> Data {
+                Data("GET /v2/models/iris HTTP/1.1\r\nHost: localhost\r\n\(key.map { "Authorization: Bearer \($0)\r\n" } ?? "")\r\n".utf8)
+            }
+            let connection = try RawConnection(port: server.port)
+            defer { connection.close() }
+            #expect(await connection.response(to: request(ops)).hasPrefix("HTTP/1.1 200"))
+            #expect(await connection.response(to: request(altered)).hasPrefix("HTTP/1.1 401"))
+            #expect(await connection.response(to: request(nil)).hasPrefix("HTTP/1.1 401"))
+            #expect(await connection.response(to: request(Self.key("slow"))).hasPrefix("HTTP/1.1 200"))
+            #expect(await connection.response(to: request(ops)).hasPrefix("HTTP/1.1 200"))
+        }
+    }
+
     @Test func aModelsAllowListLimitsInferAndRead() async throws {
         try await Self.withAuth { server in
             let row = ["inputs": [["name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]]]]

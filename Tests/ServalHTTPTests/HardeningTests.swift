@@ -247,6 +247,31 @@ struct RawConnection {
         }
     }
 
+    /// Sends `request` and reads one whole response (its head, then `Content-Length` bytes of body), on a thread of
+    /// its own; the connection stays open for the next. Empty when the server closed the connection first.
+    func response(to request: Data) async -> String {
+        await withCheckedContinuation { continuation in
+            Thread {
+                guard send(request) else { continuation.resume(returning: ""); return }
+                var received: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let text = String(decoding: received, as: UTF8.self)
+                    if let head = text.range(of: "\r\n\r\n") {
+                        let length = text[..<head.lowerBound].split(separator: "\r\n")
+                            .first { $0.lowercased().hasPrefix("content-length:") }
+                            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+                        if text.utf8.count - text.utf8.distance(from: text.startIndex, to: head.upperBound) >= length { break }
+                    }
+                    let count = recv(descriptor, &buffer, buffer.count, 0)
+                    guard count > 0 else { break }
+                    received.append(contentsOf: buffer[0..<count])
+                }
+                continuation.resume(returning: String(decoding: received, as: UTF8.self))
+            }.start()
+        }
+    }
+
     /// Connects, sends each piece in turn, then reads to the end, on a thread of its own (the socket calls block).
     static func exchange(port: Int, _ pieces: [Data]) async throws -> String {
         try await withCheckedThrowingContinuation { continuation in

@@ -115,6 +115,10 @@ extension Monitor {
     /// Recomputes realised performance of each of `model`'s versions from the labelled rows in the store.
     func refreshRealised(_ model: String) async throws {
         guard let monitor = monitors[model] else { return }
+        // The count first, then the rows: feedback committed between the two reads then makes the figures newer
+        // than the count, never older. The other way round, a count that already included new feedback would make
+        // an alert evaluation due with the figures from before it, and no later one would be due for them.
+        let totals = try await log.labelledTotals(model: model)
         var figures: [Int: RealisedPerformance] = [:]
         for version in monitor.windows.keys {
             let labelled = try await log.labelled(model: model, version: version, limit: monitor.config.window)
@@ -152,7 +156,7 @@ extension Monitor {
             }
         }
         realised[model] = figures
-        labelledTotals[model] = try await log.labelledTotals(model: model)
+        labelledTotals[model] = totals
         statuses[model] = nil
     }
 }
