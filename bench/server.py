@@ -379,7 +379,11 @@ def security_cost(args):
                         results = {"core": mode}
                         # Each round starts one later in the list, so no variant always runs first or last in a round.
                         for name, server, headers in runs[index % len(runs):] + runs[:index % len(runs)]:
+                            pid = processes[server][0].pid
+                            before = cpu_seconds(pid)
                             results[name] = wrk(processes[server][1], "iris", 16, args.duration, work, servers[server][1], headers)
+                            # The server's CPU per answered request: steadier than req/s on a shared core.
+                            results[name]["cpu_us"] = (cpu_seconds(pid) - before) / max(1, results[name]["requests"]) * 1e6
                             print(json.dumps({"core": mode, "round": index, "variant": name, **results[name]}), flush=True)
                             assert results[name]["errors"] == 0, f"{name}: non-2xx answers"
                         rounds.append(results)
@@ -408,9 +412,13 @@ def security_cost(args):
     for mode in CORE_MODES:
         chosen = [r for r in rounds if r["core"] == mode]
         mean = {name: sum(r[name]["rps"] for r in chosen) / len(chosen) for name, _, _ in runs}
+        cpu = {name: sum(r[name]["cpu_us"] for r in chosen) / len(chosen) for name, _, _ in runs}
         lines.append(f"Mean over the `{mode}` rounds: api-key/plain **{mean['api-key'] / mean['plain']:.3f}**, api-key/plain+header "
                      f"**{mean['api-key'] / mean['plain+header']:.3f}**, tls/plain **{mean['tls'] / mean['plain']:.3f}** "
-                     f"(plain {mean['plain']:.0f} req/s).")
+                     f"(plain {mean['plain']:.0f} req/s). Server CPU per request (µs): plain {cpu['plain']:.1f}, plain+header "
+                     f"{cpu['plain+header']:.1f}, api-key {cpu['api-key']:.1f}, tls {cpu['tls']:.1f}; as a throughput ratio "
+                     f"(CPU-bound: plain's CPU per request over the variant's) api-key/plain **{cpu['plain'] / cpu['api-key']:.3f}**, "
+                     f"api-key/plain+header **{cpu['plain+header'] / cpu['api-key']:.3f}**.")
     lines.append("")
     section = "\n".join(lines)
     write_section("## Security cost", section)
