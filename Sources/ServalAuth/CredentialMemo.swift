@@ -6,7 +6,7 @@ import Synchronization
 /// taken tells a client nothing it did not already know. Only API keys are remembered: a JWT can expire, so it is
 /// verified every time. The memo goes with the connection.
 public final class CredentialMemo: Sendable {
-    private let remembered = Mutex<(credential: String, principal: Principal)?>(nil)
+    private let remembered = Mutex<(credential: [UInt8], principal: Principal)?>(nil)
 
     public init() {}
 
@@ -15,15 +15,14 @@ public final class CredentialMemo: Sendable {
         remembered.withLock { remembered in
             guard let remembered else { return nil }
             var presented = credential
-            var known = remembered.credential
             let equal = presented.withUTF8 { presented in
-                known.withUTF8 { known in APIKey.constantTimeEquals(presented, UnsafeRawBufferPointer(known)) }
+                remembered.credential.withUnsafeBytes { APIKey.constantTimeEquals(presented, $0) }
             }
             return equal ? remembered.principal : nil
         }
     }
 
     func remember(_ credential: Substring, as principal: Principal) {
-        remembered.withLock { $0 = (String(credential), principal) }
+        remembered.withLock { $0 = (Array(credential.utf8), principal) }
     }
 }

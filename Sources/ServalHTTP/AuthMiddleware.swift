@@ -23,7 +23,7 @@ struct BearerAuthenticator: AuthenticatorMiddleware {
             return authenticator.principal(certificateSubject: subject)
         }
         do {
-            return try await authenticator.authenticate(authorization: header, memo: ConnectionWatch.watch(for: context.channel)?.credentials)
+            return try await authenticator.authenticate(authorization: header, memo: context.connection?.credentials)
         } catch let error as AuthenticationError {
             throw ServingError(.unauthenticated, error.message)
         }

@@ -63,7 +63,7 @@ final class ConnectionWatch: Sendable {
 
     /// Runs `body` in a task that is cancelled if the client of `context` disconnects first.
     static func cancellingOnDisconnect<T: Sendable>(_ context: ServalRequestContext, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        guard let watch = watch(for: context.channel) else { return try await body() }
+        guard let watch = context.connection else { return try await body() }
         let work = Task { try await body() }
         let token = watch.add { work.cancel() }
         defer { watch.remove(token) }

@@ -9,10 +9,13 @@ public struct ServalRequestContext: AuthRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let channel: any Channel
     public var identity: Principal?
+    /// The connection's watch (disconnects, the API key it presented), looked up once per request.
+    let connection: ConnectionWatch?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         channel = source.channel
+        connection = ConnectionWatch.watch(for: source.channel)
     }
 }
 

@@ -152,7 +152,7 @@ struct HardeningTests {
             let held = try (0..<2).map { _ in try RawConnection(port: server.port) }
             // An answer on each proves the server accepted (and counted) it; a connect alone does not.
             for connection in held {
-                #expect(await connection.firstAnswer(Data("GET /v2/health/live HTTP/1.1\r\nHost: serval\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 200"))
+                #expect(await connection.response(to: Data("GET /v2/health/live HTTP/1.1\r\nHost: serval\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 200"))
             }
             let answer = try await RawConnection.exchange(port: server.port, [Data("GET /v2 HTTP/1.1\r\nHost: serval\r\n\r\n".utf8)])
             #expect(answer.hasPrefix("HTTP/1.1 503"), "\(answer)")
@@ -233,19 +233,6 @@ struct RawConnection {
     }
 
     func close() { _ = Glibc.close(descriptor) }
-
-    /// Sends `request` and returns the first bytes of the answer (one read), on a thread of its own; the connection
-    /// stays open.
-    func firstAnswer(_ request: Data) async -> String {
-        await withCheckedContinuation { continuation in
-            Thread {
-                guard send(request) else { continuation.resume(returning: ""); return }
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                let count = recv(descriptor, &buffer, buffer.count, 0)
-                continuation.resume(returning: String(decoding: buffer[0..<max(0, count)], as: UTF8.self))
-            }.start()
-        }
-    }
 
     /// Sends `request` and reads one whole response (its head, then `Content-Length` bytes of body), on a thread of
     /// its own; the connection stays open for the next. Empty when the server closed the connection first.
