@@ -1,8 +1,8 @@
 """Golden drift statistics: Serval's /monitoring/status against Evidently itself and against scipy.
 
 Generates reference and current windows (numeric shifts, scale changes, categorical shifts, binary features,
-low-cardinality numerics, references below and above 1000 rows, no drift), serves one model per case with
-`serval serve`, sends the current rows through /infer, and compares every feature's method, score, statistic,
+low-cardinality numerics, references below and above 1000 rows, KS beyond scipy's exact limit, no drift), serves
+one model per case with `serval serve`, sends the current rows through /infer, and compares every feature's method, score, statistic,
 p-value and verdict, the dataset verdict and the prediction drift with what Evidently (legacy DataDriftTable and
 DatasetDriftMetric, the same column types, methods and thresholds) and scipy compute on the same rows.
 
@@ -117,6 +117,16 @@ def cases(rng):
     n, m = 1000, 500
     out.append(("no_drift", frame({"a": rng.normal(0, 1, n), "b": rng.uniform(-1, 1, n), "c": rng.choice([0, 1, 2], n)}),
                 frame({"a": rng.normal(0, 1, m), "b": rng.uniform(-1, 1, m), "c": rng.choice([0, 1, 2], m)}), ["c"], {}))
+    # KS beyond the exact limit (over 10,000 reference rows): scipy takes kstwo.sf at round(m·n/(m+n)) = 1156.
+    # "near" sits 0.018 deviations off the reference's own quantiles (D ≈ 0.01: Durbin's matrix, p ≈ 0.9995),
+    # "same" is a fresh draw (n·D² < 2.2: Pelz–Good), "shifted" and "far" land in the Smirnov tail.
+    n, m = 10_400, 1_300
+    near = rng.normal(0, 1, n)
+    out.append(("ks_beyond_exact",
+                frame({"near": near, "same": rng.normal(0, 1, n), "shifted": rng.normal(0, 1, n), "far": rng.normal(0, 1, n)}),
+                frame({"near": np.quantile(near, (np.arange(m) + 0.5) / m) + 0.018, "same": rng.normal(0, 1, m),
+                       "shifted": rng.normal(0.19, 1, m), "far": rng.normal(0.3, 1, m)}),
+                [], {"method": "ks"}))
     return out
 
 

@@ -2,7 +2,8 @@ import Foundation
 
 /// The two-sample Kolmogorov–Smirnov test, two-sided, as `scipy.stats.ks_2samp` computes it with its default
 /// method: exact when both samples have at most 10,000 values (Hodges' lattice-path count; for unequal sizes the
-/// complementary "inside" recursion, which stays within [0, 1]), asymptotic beyond.
+/// complementary "inside" recursion, which stays within [0, 1]); beyond that, or when the count fails in double
+/// precision, the one-sample distribution of Dₙ at the effective size n = round(m·n/(m+n)) (`kstwo.sf`).
 enum KolmogorovSmirnov {
     struct Result: Equatable {
         /// The largest gap between the two empirical CDFs (on the lcm grid when the p-value is exact).
@@ -16,11 +17,14 @@ enum KolmogorovSmirnov {
     /// `reference` and `current` must be sorted ascending and not empty.
     static func test(sortedReference reference: [Double], sortedCurrent current: [Double]) -> Result {
         let n1 = reference.count, n2 = current.count
-        let d = largestGap(reference, current)
-        if max(n1, n2) <= exactLimit, let exact = exactTail(n1, n2, d) { return exact }
-        // Smirnov's limit with the effective size m·n/(m+n).
-        let effective = Double(n1) * Double(n2) / Double(n1 + n2)
-        return Result(statistic: d, pValue: SpecialFunctions.kolmogorovSurvival(effective.squareRoot() * d), exact: false)
+        var d = largestGap(reference, current)
+        if max(n1, n2) <= exactLimit {
+            let exact = exactTail(n1, n2, d)
+            if exact.exact { return exact }
+            d = exact.statistic  // scipy keeps the statistic rounded to the lattice when it falls back
+        }
+        let effective = (Double(n1) * Double(n2) / Double(n1 + n2)).rounded(.toNearestOrEven)
+        return Result(statistic: d, pValue: KolmogorovDistribution.survival(Int(effective), d), exact: false)
     }
 
     /// max |F₁(x) − F₂(x)| over every value of either sample, each CDF counting values ≤ x.
@@ -39,15 +43,16 @@ enum KolmogorovSmirnov {
         return max(largest, min(1, -smallest))
     }
 
-    /// The exact two-sided tail P(D ≥ d), or nil when it cannot be computed in double precision.
-    static func exactTail(_ n1: Int, _ n2: Int, _ gap: Double) -> Result? {
+    /// The exact two-sided tail P(D ≥ d) with `exact` set, or only the lattice-rounded statistic when the tail
+    /// cannot be computed in double precision.
+    static func exactTail(_ n1: Int, _ n2: Int, _ gap: Double) -> Result {
         let g = gcd(n1, n2)
         let lcm = (n1 / g) * n2
         let h = Int((gap * Double(lcm)).rounded(.toNearestOrEven))
         let d = Double(h) / Double(lcm)
         if h == 0 { return Result(statistic: d, pValue: 1, exact: true) }
         let p = n1 == n2 ? outsideSquare(n1, h) : outsideBand(n1, n2, g, h)
-        guard p.isFinite, p >= 0, p <= 1 else { return nil }
+        guard p.isFinite, p >= 0, p <= 1 else { return Result(statistic: d, pValue: .nan, exact: false) }
         return Result(statistic: d, pValue: p, exact: true)
     }
 

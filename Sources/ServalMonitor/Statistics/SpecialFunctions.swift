@@ -47,17 +47,4 @@ enum SpecialFunctions {
 
     /// The standard normal CDF, as scipy's `norm.cdf` computes it: erfc(−x/√2) / 2.
     static func normalCDF(_ x: Double) -> Double { 0.5 * erfc(-x / 2.0.squareRoot()) }
-
-    /// The Kolmogorov distribution's survival function, 2 Σ (−1)^(k−1) exp(−2k²λ²), for large samples.
-    static func kolmogorovSurvival(_ lambda: Double) -> Double {
-        if lambda <= 0 { return 1 }
-        if lambda < 0.2 { return 1 }  // the series converges slowly here and the tail is 1 to double precision
-        var sum = 0.0
-        for k in 1...100 {
-            let term = exp(-2 * Double(k * k) * lambda * lambda)
-            sum += (k % 2 == 1 ? term : -term)
-            if term < 1e-18 { break }
-        }
-        return min(1, max(0, 2 * sum))
-    }
 }
