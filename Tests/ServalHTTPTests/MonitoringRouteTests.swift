@@ -1,4 +1,5 @@
 import Foundation
+import ServalMonitor
 import Testing
 
 /// Monitoring over HTTP on a live server with the iris example (which ships a `monitoring:` section and its
@@ -136,6 +137,53 @@ import Testing
             let bad = try await server.get("/v2/models/iris/logs?limit=5000")
             #expect(bad.status == 400)
             #expect(bad.text.contains("limit"))
+        }
+    }
+}
+
+/// Two replicas on one PostgreSQL (CI sets SERVAL_TEST_DATABASE_URL), both monitoring iris: each adds the other's
+/// logged rows to its window, so both score the model's whole traffic and report the same status; one of them at
+/// a time holds the alert lease, and the other takes it over once it lapses.
+struct ReplicaMonitoringTests {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SERVAL_TEST_DATABASE_URL"] != nil))
+    func eachReplicaScoresTheRowsSentToEither() async throws {
+        let url = try await ServalStoreTestDatabase.fresh()
+        let repository = try TestServer.makeRepository()
+        try await TestServer.with(repository: repository, databaseURL: url) { (first: TestServer) async throws in
+            try await TestServer.with(repository: repository, databaseURL: url) { (second: TestServer) async throws in
+                let now = Date().timeIntervalSince1970
+                let (a, b) = (first.server.monitor, second.server.monitor)
+                await a.evaluate(now: now)
+                await b.evaluate(now: now)
+                let (aLeads, bLeads) = (await a.leadsAlerts, await b.leadsAlerts)
+                #expect(aLeads && !bLeads)
+                let setosa = MonitoringRouteTests.setosa, virginica = MonitoringRouteTests.virginica
+                #expect(try await MonitoringRouteTests.infer(first, id: nil, rows: Array(repeating: setosa, count: 40)).status == 200)
+                #expect(try await MonitoringRouteTests.infer(second, id: nil, rows: Array(repeating: virginica, count: 30)).status == 200)
+                #expect(try await MonitoringRouteTests.infer(first, id: nil, rows: Array(repeating: virginica, count: 5)).status == 200)
+                await a.flush()
+                await b.flush()
+                await a.evaluate(now: now + 1)
+                await b.evaluate(now: now + 1)
+                let one = try await first.get("/v2/models/iris/monitoring/status").object()
+                let other = try await second.get("/v2/models/iris/monitoring/status").object()
+                #expect((one["window"] as? [String: Any])?["rows"] as? Int == 75)
+                #expect((other["window"] as? [String: Any])?["rows"] as? Int == 75)
+                let scores = { (status: [String: Any]) in (status["features"] as? [[String: Any]])?.compactMap { $0["score"] as? Double } ?? [] }
+                #expect(scores(one).count == 4)
+                #expect(scores(one) == scores(other))
+                // Nothing is added twice: later evaluations read the same rows again and skip them.
+                await b.evaluate(now: now + 2)
+                await b.evaluate(now: now + 3)
+                #expect(try await b.status("iris", version: nil, now: now + 5).rows == 75)
+                // The first replica stops renewing: once its lease lapses the second takes over, and the first yields.
+                await b.evaluate(now: now + 1 + Monitor.alertLeaseSeconds + 1)
+                let takenOver = await b.leadsAlerts
+                #expect(takenOver)
+                await a.evaluate(now: now + 1 + Monitor.alertLeaseSeconds + 2)
+                let yielded = await !a.leadsAlerts
+                #expect(yielded)
+            }
         }
     }
 }

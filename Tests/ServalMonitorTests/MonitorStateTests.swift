@@ -153,7 +153,7 @@ import Testing
     @Test(arguments: TestStores.backends)
     func retentionKeepsTheNewestRowsAndDropsOldOnes(_ dialect: SQLDialect) async throws {
         let store = try await TestStores.make(dialect)
-        let log = try await PayloadLog(store: store)
+        let log = try await PayloadLog(store: store, replica: "only")
         let model = "retention-\(UUID().uuidString.prefix(8))"
         let entries = (0..<10).map { index in
             PayloadLog.Entry(model: model, requestID: "r\(index)", version: 1, arm: nil, time: Double(1000 + index), latencyMilliseconds: 1, rows: 1,
@@ -175,6 +175,39 @@ import Testing
         #expect(recent == 3)
         #expect(try await log.lines(model: model, limit: 2, since: nil) == ["{\"id\":\"r8\"}", "{\"id\":\"r9\",\"again\":true}"])
         #expect(try await log.lines(model: model, limit: 10, since: 1009) == ["{\"id\":\"r9\",\"again\":true}"])
+        await store.close()
+    }
+
+    @Test(arguments: TestStores.backends)
+    func replicasReadEachOthersRowsAndOneHoldsTheAlertLease(_ dialect: SQLDialect) async throws {
+        let store = try await TestStores.make(dialect)
+        let a = try await PayloadLog(store: store, replica: "a"), b = try await PayloadLog(store: store, replica: "b")
+        let model = "replicas-\(UUID().uuidString.prefix(8))"
+        func entry(_ id: String, _ value: Double) -> PayloadLog.Entry {
+            PayloadLog.Entry(model: model, requestID: id, version: 1, arm: nil, time: value, latencyMilliseconds: 1, rows: 1, entry: "{}",
+                             window: MonitoredRows(rows: 1, features: [value]).json())
+        }
+        #expect(try await a.lastSequence(model: model) == 0)
+        try await a.write([entry("a1", 1), entry("a2", 2)])
+        try await b.write([entry("b1", 3), entry("b2", 4)])
+        try await a.write([entry("a3", 5)])
+        let top = try await a.lastSequence(model: model)
+        // A sees only B's rows, oldest first; B only A's; the limit keeps the newest.
+        #expect(try await a.othersWindows(model: model, after: 0, through: top, limit: 10).map(\.time) == [3, 4])
+        #expect(try await b.othersWindows(model: model, after: 0, through: top, limit: 10).map(\.time) == [1, 2, 5])
+        #expect(try await b.othersWindows(model: model, after: 0, through: top, limit: 2).map(\.time) == [2, 5])
+        let second = try #require(try await a.othersWindows(model: model, after: 0, through: top, limit: 10).last)
+        #expect(MonitoredRows.parse(second.window)?.features == [4])
+        #expect(try await a.othersWindows(model: model, after: second.sequence, through: top, limit: 10).isEmpty)
+        // The alert lease: A takes it; B cannot while A renews; B takes it over once A's lapses; then A cannot.
+        let lease = "alerts-\(model)"
+        #expect(try await a.holdLease(lease, now: 100, seconds: 10) == (true, false))
+        #expect(try await b.holdLease(lease, now: 105, seconds: 10) == (false, false))
+        #expect(try await a.holdLease(lease, now: 108, seconds: 10) == (true, false))
+        #expect(try await b.holdLease(lease, now: 117, seconds: 10) == (false, false))
+        #expect(try await b.holdLease(lease, now: 119, seconds: 10) == (true, true))
+        #expect(try await a.holdLease(lease, now: 120, seconds: 10) == (false, false))
+        #expect(try await b.holdLease(lease, now: 121, seconds: 10) == (true, false))
         await store.close()
     }
 }

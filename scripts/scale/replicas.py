@@ -8,9 +8,12 @@ Run through scripts/scale/replicas.sh, which provides PostgreSQL and nginx. Phas
 2. 300 async jobs submitted through nginx are processed exactly once while replica 2 is kill -9ed and restarted
 3. a rolling restart (SIGTERM, exit 0, start, ready; one replica at a time) fails no client request
 4. the replicas' /metrics add up to the load generator's request count
+5. monitoring switched on through replica 1 is on everywhere, and each replica's window holds the rows sent through
+   nginx to any of them, with the same drift scores on all three
 Prints one "ok"/"FAIL" line per check and a summary table; exits non-zero on any failure.
 """
 import os
+import random
 import re
 import shutil
 import signal
@@ -244,6 +247,29 @@ try:
     per_replica = [r.successes() - s for r, s in zip(replicas, start_counts)]
     check(f"4. the replicas counted {added:.0f} successes for the generator's {load.total} (per replica {per_replica})",
           added == load.total and not load.failures and all(count > 0 for count in per_replica), (added, load.failures[:3]))
+
+    # 5. Monitoring across replicas: each window holds every replica's logged rows (a window of exactly the rows
+    # sent, so which rows it holds does not depend on the order they reached each replica).
+    settings = {"reference": "reference.csv", "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "window": 300,
+                "sample_rate": 1.0, "drift": {"method": "auto", "threshold": None, "share": 0.5}}
+    put = requests.put(replicas[0].url + "/v2/models/iris/monitoring", json=settings, timeout=10)
+    check("5. monitoring switched on through replica 1", put.status_code == 200, put.text)
+    status_path = "/v2/models/iris/versions/1/monitoring/status"
+    on_everywhere = wait_for(lambda: all(requests.get(r.url + status_path, timeout=5).status_code == 200 for r in replicas), 30)
+    check("5. monitoring is on at all three replicas", on_everywhere, [requests.get(r.url + status_path, timeout=5).status_code for r in replicas])
+    rng = random.Random(20261205)
+    sent = 0
+    for index in range(300):
+        row = [round(rng.gauss(mean, spread), 3) for mean, spread in ((5.8, 0.8), (3.0, 0.4), (3.8, 1.7), (1.2, 0.7))]
+        body = {"id": f"monitored-{index}", "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": row}]}
+        sent += requests.post(proxy + "/v2/models/iris/versions/1/infer", json=body, timeout=10).status_code == 200
+    def windows():
+        return [requests.get(r.url + status_path, timeout=5).json() for r in replicas]
+    full = wait_for(lambda: all(s["window"]["rows"] == 300 for s in windows()), 30)
+    statuses = windows()
+    check(f"5. {sent} rows sent through nginx: each replica's window holds all 300", full and sent == 300, [s["window"]["rows"] for s in statuses])
+    scores = [[(f["name"], f["score"]) for f in s["features"]] for s in statuses]
+    check("5. all three replicas report the same drift scores", scores[0] == scores[1] == scores[2] and len(scores[0]) == 4, scores)
 finally:
     print()
     print(f"{'phase':<22} {'requests':>8} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8}")

@@ -9,8 +9,11 @@ import ServiceLifecycle
 
 /// Model monitoring, beside the request path: takes sampled observations from the `ObservationIntake`, keeps the
 /// payload log in the store and a window per model version in memory, and scores the windows against each
-/// model's reference (at most once a second), publishing status and gauges. Settings come from the `monitoring:`
-/// section of a model's `config.yaml`, or from `PUT .../monitoring`, which the registry stores and audits.
+/// model's reference (at most once a second), publishing status and gauges. Replicas sharing the store add each
+/// other's logged rows to their windows every evaluation, so each scores the model's traffic, not its own share;
+/// one of them at a time (the holder of the store's alert lease) evaluates alerts and sends their webhooks.
+/// Settings come from the `monitoring:` section of a model's `config.yaml`, or from `PUT .../monitoring`, which
+/// the registry stores and audits.
 public actor Monitor {
     public nonisolated let intake: ObservationIntake
     let manager: ModelManager
@@ -46,6 +49,21 @@ public actor Monitor {
     /// Logged requests and their latencies since the last history point, by model and version.
     private var traffic: [String: [Int: (requests: Int, milliseconds: [Double], since: Double)]] = [:]
     private var lastPoint: [String: [Int: Double]] = [:]
+    /// How far each model's windows have read other replicas' rows.
+    private var cursors: [String: ReplicaCursor] = [:]
+    /// Whether this replica holds the alert lease (it evaluates alerts; the others show what the holder saved).
+    public private(set) var leadsAlerts = false
+    /// Seconds an alert lease lasts unless renewed (each evaluation renews it).
+    public static let alertLeaseSeconds = 10.0
+
+    /// Other replicas' rows already added: everything up to the oldest of `tops` (the newest sequence numbers of
+    /// the last few evaluations), and `seen` above it. Rows are re-read for a few evaluations because a row's
+    /// sequence number is taken when its transaction starts: a row can become visible after a newer one.
+    struct ReplicaCursor {
+        var tops: [Int]
+        var seen: Set<Int>
+        static let lag = 3
+    }
 
     public init(
         manager: ModelManager, repositoryRoot: URL, registry: Registry, intake: ObservationIntake = ObservationIntake(), externalURL: String = "",
@@ -59,7 +77,7 @@ public actor Monitor {
         self.registry = registry
         self.intake = intake
         self.logger = logger
-        log = try await PayloadLog(store: registry.store)
+        log = try await PayloadLog(store: registry.store, replica: RequestID.next())
         cloudEvents = CloudEventSink(logger: logger)
         for (model, version, book) in try await log.alertBooks() { alerts[model, default: [:]][version] = book }
     }
@@ -145,10 +163,79 @@ public actor Monitor {
         return try ModelMonitor(model: model, config: config, reference: data, precision: precision)
     }
 
-    /// Fills a new monitor's windows from the newest logged rows, so a restart does not start from empty.
+    /// Fills a new monitor's windows from the newest logged rows, so a restart does not start from empty; other
+    /// replicas' rows are read from there on.
     private func refill(_ monitor: inout ModelMonitor) async throws {
-        for (version, time, text) in try await log.recentWindows(model: monitor.model, limit: monitor.config.window) {
-            if let rows = MonitoredRows.parse(text) { monitor.append(rows, version: version, time: time) }
+        let top = try await log.lastSequence(model: monitor.model)
+        var seen = Set<Int>()
+        for row in try await log.recentWindows(model: monitor.model, limit: monitor.config.window) {
+            if let rows = MonitoredRows.parse(row.window) { monitor.append(rows, version: row.version, time: row.time) }
+            if row.sequence > top { seen.insert(row.sequence) }
+        }
+        cursors[monitor.model] = ReplicaCursor(tops: [top], seen: seen)
+    }
+
+    /// Adds the rows other replicas logged for `model` since the last call to its windows, oldest first.
+    func addOtherReplicasRows(_ model: String) async throws {
+        guard let config = monitors[model]?.config, var cursor = cursors[model], let low = cursor.tops.first else { return }
+        // Every suspension first, so the windows change below without interleaving with an ingest.
+        let top = try await log.lastSequence(model: model)
+        var added: [(row: PayloadLog.WindowRow, rows: MonitoredRows)] = []
+        if top > low {
+            for row in try await log.othersWindows(model: model, after: low, through: top, limit: config.window) where !cursor.seen.contains(row.sequence) {
+                if let rows = MonitoredRows.parse(row.window) { added.append((row, rows)) }
+                cursor.seen.insert(row.sequence)
+            }
+        }
+        var served: [Int: ServedModel] = [:]
+        for version in Set(added.map(\.row.version)) {
+            if let model = try? await manager.resolve(model, version: version, wake: false) { served[version] = model }
+        }
+        cursor.tops.append(top)
+        if cursor.tops.count > ReplicaCursor.lag { cursor.tops.removeFirst() }
+        let floor = cursor.tops[0]
+        cursor.seen = cursor.seen.filter { $0 > floor }
+        guard var monitor = monitors.removeValue(forKey: model) else { return }
+        if monitor.config == config {
+            for (row, rows) in added {
+                if let served = served[row.version] { monitor.prepareReference(for: served) }
+                monitor.append(rows, version: row.version, time: row.time)
+            }
+            cursors[model] = cursor
+        }
+        monitors[model] = monitor
+    }
+
+    /// Gives the alert lease up (a graceful shutdown): another replica, or this one restarted, takes it at once.
+    public func releaseAlertLease() async {
+        guard leadsAlerts else { return }
+        do { try await log.releaseLease("alerts") } catch {
+            logger.warning("alert lease not released; it lapses in \(Int(Self.alertLeaseSeconds)) s", metadata: ["error": "\(error)"])
+        }
+        leadsAlerts = false
+    }
+
+    /// Takes or renews the alert lease; on taking it over from another replica, starts from the alert states it
+    /// saved, counting windows from here. Without it, the saved states are what this replica shows.
+    private func holdAlertLease(now: Double) async {
+        do {
+            let lease = try await log.holdLease("alerts", now: now, seconds: Self.alertLeaseSeconds)
+            if !lease.held || lease.takenOver {
+                var books: [String: [Int: AlertBook]] = [:]
+                for (model, version, book) in try await log.alertBooks() { books[model, default: [:]][version] = book }
+                if lease.takenOver {
+                    for (model, monitor) in monitors {
+                        for (version, window) in monitor.windows { books[model, default: [:]][version, default: AlertBook()].rowWindows = window.appended / monitor.config.window }
+                    }
+                    logger.info("alert lease taken over: this replica evaluates alerts")
+                }
+                alerts = books
+            }
+            leadsAlerts = lease.held
+        } catch is CancellationError {
+            return
+        } catch {
+            logger.error("alert lease not renewed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -207,7 +294,13 @@ public actor Monitor {
     /// through another replica), and publishes the gauges. Run once a second by the service.
     public func evaluate(now: Double) async {
         var members: [[String]: Double] = [:]
+        await holdAlertLease(now: now)
         for model in monitors.keys.sorted() {
+            do { try await addOtherReplicasRows(model) } catch is CancellationError {
+                return
+            } catch {
+                logger.error("other replicas' rows not read", metadata: ["model": "\(model)", "error": "\(error)"])
+            }
             do {
                 // Realised figures only once there is feedback (here, or through another replica: checked every 10 s).
                 if labelled[model] != true, now - (labelledChecked[model] ?? 0) >= 10 {
@@ -223,7 +316,7 @@ public actor Monitor {
             guard let monitor = monitors[model] else { continue }
             for version in monitor.windows.keys {
                 var status = monitor.status(version: version, now: now, realised: realised[model]?[version])
-                await evaluateAlerts(monitor, version: version, status: status, now: now)
+                if leadsAlerts { await evaluateAlerts(monitor, version: version, status: status, now: now) }
                 await recordPoint(monitor, status: status, now: now)
                 status.alerts = alerts[model]?[version] ?? AlertBook()
                 statuses[model, default: [:]][version] = status
@@ -470,5 +563,6 @@ public struct MonitorService: Service {
         }
         // Whatever arrived before the shutdown is still written.
         await monitor.flush()
+        await monitor.releaseAlertLease()
     }
 }

@@ -7,9 +7,12 @@ import ServalWire
 
 /// The payload log in `ServalStore`: one row per sampled request, keyed by model and request id (a request id
 /// sent again replaces its row). `entry` is the JSON line `GET .../logs` returns; `window` keeps the monitored
-/// features and predictions compactly, so a restarted server refills its windows without re-reading tensors.
+/// features and predictions compactly, so a restarted server refills its windows without re-reading tensors, and
+/// replicas sharing the store add each other's rows to their windows (`replica` names who logged a row).
 struct PayloadLog: Sendable {
     let store: any Store
+    /// This process's name in `replica` and in the alert lease.
+    let replica: String
 
     static let migrations: [Migration] = [
         Migration(id: "monitor-1-payloads", statements: [
@@ -34,10 +37,18 @@ struct PayloadLog: Sendable {
               PRIMARY KEY (model, version, at))
             """,
         ]),
+        Migration(id: "monitor-5-replicas", statements: [
+            // Which replica logged a row, so replicas sharing the store add each other's rows to their windows.
+            "ALTER TABLE monitor_payloads ADD COLUMN replica TEXT",
+            "CREATE INDEX monitor_payloads_sequence ON monitor_payloads (model, seq)",
+            // One replica at a time evaluates alerts (and sends their webhooks): the holder of this lease.
+            "CREATE TABLE monitor_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+        ]),
     ]
 
-    init(store: any Store) async throws {
+    init(store: any Store, replica: String) async throws {
         self.store = store
+        self.replica = replica
         try await store.migrate(Registry.migrations + Self.migrations)
     }
 
@@ -127,18 +138,18 @@ struct PayloadLog: Sendable {
             for start in stride(from: 0, to: unique.count, by: 100) {
                 let part = unique[start..<min(unique.count, start + 100)]
                 var arguments: [SQLValue] = []
-                arguments.reserveCapacity(part.count * 9)
+                arguments.reserveCapacity(part.count * 10)
                 for entry in part {
                     arguments += [.text(entry.model), .text(entry.requestID), .integer(Int64(entry.version)), SQLValue(entry.arm), .real(entry.time),
-                                  .real(entry.latencyMilliseconds), .integer(Int64(entry.rows)), .text(entry.entry), SQLValue(entry.window)]
+                                  .real(entry.latencyMilliseconds), .integer(Int64(entry.rows)), .text(entry.entry), SQLValue(entry.window), .text(replica)]
                 }
                 try await connection.execute(
                     """
-                    INSERT INTO monitor_payloads (model, request_id, version, arm, logged_at, latency_ms, rows, entry, monitored)
-                    VALUES \(Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: part.count).joined(separator: ", "))
+                    INSERT INTO monitor_payloads (model, request_id, version, arm, logged_at, latency_ms, rows, entry, monitored, replica)
+                    VALUES \(Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: part.count).joined(separator: ", "))
                     ON CONFLICT (model, request_id) DO UPDATE SET version = excluded.version, arm = excluded.arm, logged_at = excluded.logged_at,
                       latency_ms = excluded.latency_ms, rows = excluded.rows, entry = excluded.entry, monitored = excluded.monitored,
-                      ground_truth = NULL, feedback_at = NULL
+                      replica = excluded.replica, ground_truth = NULL, feedback_at = NULL
                     """, arguments)
             }
         }
@@ -168,14 +179,65 @@ struct PayloadLog: Sendable {
         }
     }
 
+    /// One logged request's compact rows, for a window.
+    struct WindowRow: Sendable {
+        var sequence: Int
+        var version: Int
+        var time: Double
+        var window: String
+    }
+
     /// The newest `limit` rows' compact windows of one model, oldest first (for refilling windows at start).
-    func recentWindows(model: String, limit: Int) async throws -> [(version: Int, time: Double, window: String)] {
+    func recentWindows(model: String, limit: Int) async throws -> [WindowRow] {
         try await store.query(
-            "SELECT version, logged_at, monitored FROM monitor_payloads WHERE model = ? AND monitored IS NOT NULL ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, version, logged_at, monitored FROM monitor_payloads WHERE model = ? AND monitored IS NOT NULL ORDER BY seq DESC LIMIT ?",
             [.text(model), .integer(Int64(limit))]
-        ).reversed().compactMap { row in
-            guard let version = row["version"].int, let time = row["logged_at"].double, let window = row["monitored"].string else { return nil }
-            return (version, time, window)
+        ).reversed().compactMap(Self.windowRow)
+    }
+
+    /// The newest sequence number logged for `model` by any replica (0 before the first).
+    func lastSequence(model: String) async throws -> Int {
+        try await store.query("SELECT MAX(seq) AS top FROM monitor_payloads WHERE model = ?", [.text(model)]).first?["top"].int ?? 0
+    }
+
+    /// Rows other replicas logged for `model` with a sequence number in (`after`, `through`], at most the newest
+    /// `limit`, oldest first.
+    func othersWindows(model: String, after: Int, through: Int, limit: Int) async throws -> [WindowRow] {
+        try await store.query(
+            """
+            SELECT seq, version, logged_at, monitored FROM monitor_payloads
+            WHERE model = ? AND seq > ? AND seq <= ? AND monitored IS NOT NULL AND (replica IS NULL OR replica <> ?) ORDER BY seq DESC LIMIT ?
+            """,
+            [.text(model), .integer(Int64(after)), .integer(Int64(through)), .text(replica), .integer(Int64(limit))]
+        ).reversed().compactMap(Self.windowRow)
+    }
+
+    private static func windowRow(_ row: SQLRow) -> WindowRow? {
+        guard let sequence = row["seq"].int, let version = row["version"].int, let time = row["logged_at"].double,
+              let window = row["monitored"].string else { return nil }
+        return WindowRow(sequence: sequence, version: version, time: time, window: window)
+    }
+
+    /// Gives the lease `name` up if this replica holds it (at shutdown, so another need not wait for it to lapse).
+    func releaseLease(_ name: String) async throws {
+        try await store.execute("DELETE FROM monitor_leases WHERE name = ? AND holder = ?", [.text(name), .text(replica)])
+    }
+
+    /// Takes or renews the lease `name` for this replica until `now + seconds`. Another replica's lease is taken
+    /// only once it has lapsed (its holder stopped renewing). `held`: this replica holds it now; `takenOver`: it
+    /// was another's (a replica that stopped, or this process before a restart) until this call.
+    func holdLease(_ name: String, now: Double, seconds: Double) async throws -> (held: Bool, takenOver: Bool) {
+        let replica = self.replica
+        return try await store.transaction { connection in
+            let before = try await connection.queryOne("SELECT holder FROM monitor_leases WHERE name = ?", [.text(name)])?["holder"].string
+            try await connection.execute(
+                """
+                INSERT INTO monitor_leases (name, holder, expires_at) VALUES (?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                WHERE monitor_leases.holder = excluded.holder OR monitor_leases.expires_at < ?
+                """, [.text(name), .text(replica), .real(now + seconds), .real(now)])
+            let held = try await connection.queryOne("SELECT holder FROM monitor_leases WHERE name = ?", [.text(name)])?["holder"].string == replica
+            return (held, held && before != nil && before != replica)
         }
     }
 
