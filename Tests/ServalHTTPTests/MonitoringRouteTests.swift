@@ -1,5 +1,5 @@
 import Foundation
-import ServalMonitor
+@testable import ServalMonitor
 import Testing
 
 /// Monitoring over HTTP on a live server with the iris example (which ships a `monitoring:` section and its
@@ -91,6 +91,39 @@ import Testing
             let mlp = try await server.get("/v2/models/mlp/monitoring/status")
             #expect(mlp.status == 404)
             #expect(try await server.get("/v2/models/nope/monitoring/status").status == 404)
+        }
+    }
+
+    @Test func anEvaluationWithNothingNewRecomputesNothing() async throws {
+        try await TestServer.with { (server: TestServer) async throws in
+            let monitor = server.server.monitor
+            let now = Date().timeIntervalSince1970
+            #expect(try await Self.infer(server, id: "batch", rows: Array(repeating: Self.setosa, count: 40)).status == 200)
+            await monitor.flush()
+            await monitor.evaluate(now: now)
+            let scored = await monitor.scorings
+            // No row since: the window is not scored again, and the status is the same.
+            await monitor.evaluate(now: now + 1)
+            await monitor.evaluate(now: now + 2)
+            #expect(await monitor.scorings == scored)
+            #expect(try await monitor.status("iris", version: 1, now: now + 2).rows == 40)
+            // One row more: scored once.
+            #expect(try await Self.infer(server, id: "one", rows: [Self.virginica]).status == 200)
+            await monitor.flush()
+            await monitor.evaluate(now: now + 3)
+            #expect(await monitor.scorings == scored + 1)
+            #expect(try await monitor.status("iris", version: 1, now: now + 3).rows == 41)
+            // Realised figures: computed when feedback comes, not again while nothing more is labelled.
+            #expect(try await server.post("/v2/models/iris/feedback", json: ["id": "one", "ground_truth": 2]).status == 200)
+            let refreshed = await monitor.realisedRefreshes
+            await monitor.evaluate(now: now + 4)
+            await monitor.evaluate(now: now + 5)
+            #expect(await monitor.realisedRefreshes == refreshed)
+            #expect(try await monitor.status("iris", version: 1, now: now + 5).performance.realised?["accuracy"] == 1)
+            #expect(try await server.post("/v2/models/iris/feedback", json: ["id": "one", "ground_truth": 0]).status == 200)
+            #expect(await monitor.realisedRefreshes == refreshed + 1)
+            await monitor.evaluate(now: now + 6)
+            #expect(try await monitor.status("iris", version: 1, now: now + 6).performance.realised?["accuracy"] == 0)
         }
     }
 

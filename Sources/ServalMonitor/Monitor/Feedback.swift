@@ -79,7 +79,7 @@ extension Monitor {
         try await log.setGroundTruth(model: model, truths, now: now)
         labelled[model] = true
         Counter(label: "serval_feedback_total", dimensions: [("model", model)]).increment(by: rows)
-        try await refreshRealised(model)
+        try await refreshRealised(model, force: true)
         return rows
     }
 
@@ -112,13 +112,17 @@ extension Monitor {
         throw MonitorError(.notFound, "model '\(model)' has no monitoring configured (set it in config.yaml or PUT /v2/models/\(model)/monitoring)")
     }
 
-    /// Recomputes realised performance of each of `model`'s versions from the labelled rows in the store.
-    func refreshRealised(_ model: String) async throws {
+    /// Recomputes realised performance of each of `model`'s versions from the labelled rows in the store, when
+    /// what is labelled changed since the last time (feedback here, through another replica, or a purge), or
+    /// always with `force` (feedback taken here: its rows may share a timestamp with the last).
+    func refreshRealised(_ model: String, force: Bool = false) async throws {
         guard let monitor = monitors[model] else { return }
         // The count first, then the rows: feedback committed between the two reads then makes the figures newer
         // than the count, never older. The other way round, a count that already included new feedback would make
         // an alert evaluation due with the figures from before it, and no later one would be due for them.
         let totals = try await log.labelledTotals(model: model)
+        let basis = RealisedBasis(totals: totals, versions: Set(monitor.windows.keys), config: monitor.config)
+        if !force, realisedBasis[model] == basis { return }
         var figures: [Int: RealisedPerformance] = [:]
         for version in monitor.windows.keys {
             let labelled = try await log.labelled(model: model, version: version, limit: monitor.config.window)
@@ -156,7 +160,16 @@ extension Monitor {
             }
         }
         realised[model] = figures
-        labelledTotals[model] = totals
+        labelledTotals[model] = totals.mapValues(\.rows)
+        realisedBasis[model] = basis
+        realisedRefreshes += 1
         statuses[model] = nil
     }
+}
+
+/// What a model's realised figures were computed from: recomputed only when it changes.
+struct RealisedBasis: Equatable {
+    var totals: [Int: PayloadLog.LabelledTotal]
+    var versions: Set<Int>
+    var config: MonitoringConfig
 }

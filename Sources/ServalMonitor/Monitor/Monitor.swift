@@ -39,6 +39,9 @@ public actor Monitor {
     private var labelledChecked: [String: Double] = [:]
     /// Rows labelled so far by model and version (from the store), for evaluating performance alerts per window.
     var labelledTotals: [String: [Int: Int]] = [:]
+    /// What each model's realised figures were last computed from, and how often they were (tests read it).
+    var realisedBasis: [String: RealisedBasis] = [:]
+    var realisedRefreshes = 0
     /// Where alert payloads point receivers (the report page); e.g. `http://host:8000`.
     let externalURL: String
     /// Signs alert webhooks like every other Serval webhook (empty: unsigned).
@@ -49,12 +52,43 @@ public actor Monitor {
     /// Logged requests and their latencies since the last history point, by model and version.
     private var traffic: [String: [Int: (requests: Int, milliseconds: [Double], since: Double)]] = [:]
     private var lastPoint: [String: [Int: Double]] = [:]
+    /// Each version's last scoring, reused while no row has reached its window since (with the same settings).
+    private var scored: [String: [Int: ScoredWindow]] = [:]
+    /// Windows scored so far: an evaluation with nothing new scores nothing (tests read it).
+    private(set) var scorings = 0
     /// How far each model's windows have read other replicas' rows.
     private var cursors: [String: ReplicaCursor] = [:]
     /// Whether this replica holds the alert lease (it evaluates alerts; the others show what the holder saved).
     public private(set) var leadsAlerts = false
     /// Seconds an alert lease lasts unless renewed (each evaluation renews it).
     public static let alertLeaseSeconds = 10.0
+
+    struct ScoredWindow {
+        var appended: Int
+        var config: MonitoringConfig
+        var predictionsReady: Bool
+        var status: MonitoringStatus
+    }
+
+    /// `version`'s status: its window scored against the reference only when rows arrived since the last scoring
+    /// (every statistic reads the whole window, so there is nothing to add to an old score); the realised figures,
+    /// refreshed from the store on their own schedule, always the latest.
+    func currentStatus(_ monitor: ModelMonitor, version: Int, now: Double) -> MonitoringStatus {
+        let figures = realised[monitor.model]?[version]
+        let appended = monitor.windows[version]?.appended ?? 0
+        let ready = monitor.referencePredictions[version] != nil
+        if let last = scored[monitor.model]?[version], last.appended == appended, last.config == monitor.config, last.predictionsReady == ready {
+            var status = last.status
+            status.evaluatedAt = now
+            status.performance.realised = figures?.metrics
+            status.performance.labelledRows = figures?.labelledRows ?? 0
+            return status
+        }
+        scorings += 1
+        let status = monitor.status(version: version, now: now, realised: figures)
+        scored[monitor.model, default: [:]][version] = ScoredWindow(appended: appended, config: monitor.config, predictionsReady: ready, status: status)
+        return status
+    }
 
     /// Other replicas' rows already added: everything up to the oldest of `tops` (the newest sequence numbers of
     /// the last few evaluations), and `seen` above it. Rows are re-read for a few evaluations because a row's
@@ -149,6 +183,7 @@ public actor Monitor {
         monitors = next
         self.problems = problems
         statuses = statuses.filter { next[$0.key] != nil }
+        scored = scored.filter { next[$0.key] != nil }
         intake.setRates(next.mapValues(\.config.sampleRate))
     }
 
@@ -315,7 +350,7 @@ public actor Monitor {
             }
             guard let monitor = monitors[model] else { continue }
             for version in monitor.windows.keys {
-                var status = monitor.status(version: version, now: now, realised: realised[model]?[version])
+                var status = currentStatus(monitor, version: version, now: now)
                 if leadsAlerts { await evaluateAlerts(monitor, version: version, status: status, now: now) }
                 await recordPoint(monitor, status: status, now: now)
                 status.alerts = alerts[model]?[version] ?? AlertBook()
@@ -343,7 +378,7 @@ public actor Monitor {
             chosen = await manager.readyVersions(of: model).max() ?? monitor.windows.keys.max() ?? 0
         }
         if let cached = statuses[model]?[chosen], now - cached.evaluatedAt < 1 { return cached }
-        var status = monitor.status(version: chosen, now: now, realised: realised[model]?[chosen])
+        var status = currentStatus(monitor, version: chosen, now: now)
         status.alerts = alerts[model]?[chosen] ?? AlertBook()
         statuses[model, default: [:]][chosen] = status
         return status

@@ -105,12 +105,25 @@ struct PayloadLog: Sendable {
         }
     }
 
-    /// Rows labelled so far, by version.
-    func labelledTotals(model: String) async throws -> [Int: Int] {
-        var totals: [Int: Int] = [:]
+    /// What is labelled of one version: rows and requests, and when feedback last came. Feedback given, replaced
+    /// or purged changes one of them, so realised figures are recomputed only when these change.
+    struct LabelledTotal: Sendable, Equatable {
+        var rows: Int
+        var requests: Int
+        var latest: Double
+    }
+
+    /// Labelled so far, by version.
+    func labelledTotals(model: String) async throws -> [Int: LabelledTotal] {
+        var totals: [Int: LabelledTotal] = [:]
         for row in try await store.query(
-            "SELECT version, SUM(rows) AS labelled FROM monitor_payloads WHERE model = ? AND ground_truth IS NOT NULL GROUP BY version", [.text(model)]) {
-            if let version = row["version"].int { totals[version] = row["labelled"].int ?? 0 }
+            """
+            SELECT version, SUM(rows) AS labelled, COUNT(*) AS requests, MAX(feedback_at) AS latest FROM monitor_payloads
+            WHERE model = ? AND ground_truth IS NOT NULL GROUP BY version
+            """, [.text(model)]) {
+            if let version = row["version"].int {
+                totals[version] = LabelledTotal(rows: row["labelled"].int ?? 0, requests: row["requests"].int ?? 0, latest: row["latest"].double ?? 0)
+            }
         }
         return totals
     }
