@@ -58,8 +58,11 @@ public actor Monitor {
     private(set) var scorings = 0
     /// How far each model's windows have read other replicas' rows.
     private var cursors: [String: ReplicaCursor] = [:]
+    /// Whether replicas can share this store (PostgreSQL). A SQLite file has one process: it reads no one else's
+    /// rows and needs no lease.
+    let shared: Bool
     /// Whether this replica holds the alert lease (it evaluates alerts; the others show what the holder saved).
-    public private(set) var leadsAlerts = false
+    public private(set) var leadsAlerts: Bool
     /// Seconds an alert lease lasts unless renewed (each evaluation renews it).
     public static let alertLeaseSeconds = 10.0
 
@@ -112,6 +115,8 @@ public actor Monitor {
         self.intake = intake
         self.logger = logger
         log = try await PayloadLog(store: registry.store, replica: RequestID.next())
+        shared = log.store.dialect == .postgres
+        leadsAlerts = !shared
         cloudEvents = CloudEventSink(logger: logger)
         for (model, version, book) in try await log.alertBooks() { alerts[model, default: [:]][version] = book }
     }
@@ -212,7 +217,7 @@ public actor Monitor {
 
     /// Adds the rows other replicas logged for `model` since the last call to its windows, oldest first.
     func addOtherReplicasRows(_ model: String) async throws {
-        guard let config = monitors[model]?.config, var cursor = cursors[model], let low = cursor.tops.first else { return }
+        guard shared, let config = monitors[model]?.config, var cursor = cursors[model], let low = cursor.tops.first else { return }
         // Every suspension first, so the windows change below without interleaving with an ingest.
         let top = try await log.lastSequence(model: model)
         var added: [(row: PayloadLog.WindowRow, rows: MonitoredRows)] = []
@@ -243,7 +248,7 @@ public actor Monitor {
 
     /// Gives the alert lease up (a graceful shutdown): another replica, or this one restarted, takes it at once.
     public func releaseAlertLease() async {
-        guard leadsAlerts else { return }
+        guard shared, leadsAlerts else { return }
         do { try await log.releaseLease("alerts") } catch {
             logger.warning("alert lease not released; it lapses in \(Int(Self.alertLeaseSeconds)) s", metadata: ["error": "\(error)"])
         }
@@ -253,6 +258,7 @@ public actor Monitor {
     /// Takes or renews the alert lease; on taking it over from another replica, starts from the alert states it
     /// saved, counting windows from here. Without it, the saved states are what this replica shows.
     private func holdAlertLease(now: Double) async {
+        guard shared else { return }
         do {
             let lease = try await log.holdLease("alerts", now: now, seconds: Self.alertLeaseSeconds)
             if !lease.held || lease.takenOver {
