@@ -367,9 +367,11 @@ def security_cost(args):
                     ["taskset", "-c", "0", args.serval, "serve", "--model-repository", REPOSITORY, "--data-dir", os.path.join(work, f"data-{name}"),
                      "--http-port", str(port), "--grpc-port", "0", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
                 for _ in range(600):
-                    if wrk_ready(port, scheme):
+                    if wrk_ready(port, scheme, "/v2/health/ready" if name == "api-key" else "/v2/models/iris/ready"):
                         break
                     time.sleep(0.05)
+                else:
+                    raise SystemExit(f"{name}: iris never became ready")
             for name, server, headers in runs:
                 wrk(processes[server][1], "iris", 16, 2, work, servers[server][1], headers)  # warm-up
             rounds = []
@@ -450,14 +452,15 @@ class HeldCore:
 CORE_MODES = {"held": True, "idle": False}
 
 
-def wrk_ready(port, scheme):
-    """Whether the server answers ready (TLS: without verifying the benchmark's self-signed certificate)."""
+def wrk_ready(port, scheme, path="/v2/models/iris/ready"):
+    """Whether the server answers ready at `path` (TLS: without verifying the benchmark's self-signed certificate).
+    A server with `--auth-config` answers the model's readiness only to `read`: ask it the anonymous health probe."""
     import ssl
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/v2/models/iris/ready", timeout=2,
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}{path}", timeout=2,
                                     context=context if scheme == "https" else None) as response:
             return response.status == 200
     except Exception:
