@@ -107,7 +107,8 @@ enum KolmogorovDistribution {
         matrix[m - 1, 0] = (1 - 2 * pow(h, Double(m)) + pow(max(2 * h - 1, 0), Double(m))) * inverseFactorial[m]
 
         let scale = 128
-        let large = ldexp(1.0, scale), small = ldexp(1.0, -scale)
+        let large = Double(sign: .plus, exponent: scale, significand: 1)
+        let small = Double(sign: .plus, exponent: -scale, significand: 1)
         var power = SquareMatrix.identity(size: m)
         var powerExponent = 0, matrixExponent = 0
         var remaining = n
@@ -137,7 +138,7 @@ enum KolmogorovDistribution {
                 powerExponent -= scale
             }
         }
-        return clipped(ldexp(p, powerExponent))
+        return clipped(Double(sign: .plus, exponent: powerExponent, significand: p))
     }
 
     /// P(Dₙ ≤ x) by Pelz and Good's expansion K₀(z) + K₁(z)/√n + K₂(z)/n + K₃(z)/n^(3/2), z = x√n, each Kᵢ in its
