@@ -23,12 +23,7 @@ AUTH_SYMBOLS = re.compile(r"Auth|Bearer|Principal|RateLimiter|RequestAccess|Cred
 def main():
     serval = sys.argv[1]
     work = tempfile.mkdtemp(prefix="serval-auth-profile-")
-    made = subprocess.run([serval, "auth", "new-key", "bench", "--scopes", "infer"], check=True, capture_output=True, text=True).stdout
-    key = re.search(r"(sk_[A-Za-z0-9_-]+)", made).group(1)
-    digest = re.search(r'sha256: "([0-9a-f]{64})"', made).group(1)
-    auth = os.path.join(work, "auth.yaml")
-    with open(auth, "w") as handle:
-        handle.write(f'api_keys:\n  - {{name: bench, sha256: "{digest}", scopes: [infer], rate: 10000000/s, burst: 10000000}}\n')
+    key, auth = bench.bench_api_key(serval, work)
     bearer = (f"Authorization: Bearer {key}",)
     for name, flags in (("plain", []), ("api-key", ["--auth-config", auth])):
         port = bench.free_port()

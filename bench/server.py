@@ -340,17 +340,24 @@ def monitoring_cost(args):
     print(section)
 
 
+def bench_api_key(serval, work):
+    """A key made by `serval auth new-key` with the `infer` scope, and an auth.yaml in `work` holding its digest with
+    a bucket far above any load (so it admits every request but is still consulted): (key, auth.yaml path)."""
+    made = subprocess.run([serval, "auth", "new-key", "bench", "--scopes", "infer"], check=True, capture_output=True, text=True).stdout
+    key = re.search(r"(sk_[A-Za-z0-9_-]+)", made).group(1)
+    digest = re.search(r'sha256: "([0-9a-f]{64})"', made).group(1)
+    auth = os.path.join(work, "auth.yaml")
+    with open(auth, "w") as f:
+        f.write(f'api_keys:\n  - {{name: bench, sha256: "{digest}", scopes: [infer], rate: 10000000/s, burst: 10000000}}\n')
+    return key, auth
+
+
 def security_cost(args):
     """iris at concurrency 16 on three serval processes, measured in alternating rounds: plain (no auth), an API
     key on every request (--auth-config; the key's bucket set far above the load, so it admits every request but
     is still consulted), and TLS (--tls-cert/--tls-key, keep-alive connections as wrk keeps them)."""
     with tempfile.TemporaryDirectory() as work:
-        made = subprocess.run([args.serval, "auth", "new-key", "bench", "--scopes", "infer"], check=True, capture_output=True, text=True).stdout
-        key = re.search(r"(sk_[A-Za-z0-9_-]+)", made).group(1)
-        digest = re.search(r'sha256: "([0-9a-f]{64})"', made).group(1)
-        auth = os.path.join(work, "auth.yaml")
-        with open(auth, "w") as f:
-            f.write(f'api_keys:\n  - {{name: bench, sha256: "{digest}", scopes: [infer], rate: 10000000/s, burst: 10000000}}\n')
+        key, auth = bench_api_key(args.serval, work)
         cert, private = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
                         "-subj", "/CN=localhost", "-keyout", private, "-out", cert], check=True, capture_output=True)

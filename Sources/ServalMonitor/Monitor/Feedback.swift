@@ -160,7 +160,6 @@ extension Monitor {
             }
         }
         realised[model] = figures
-        labelledTotals[model] = totals.mapValues(\.rows)
         realisedBasis[model] = basis
         realisedRefreshes += 1
         statuses[model] = nil

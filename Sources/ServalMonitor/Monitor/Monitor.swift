@@ -37,9 +37,8 @@ public actor Monitor {
     /// Models known to have feedback, and when that was last looked up for the others.
     var labelled: [String: Bool] = [:]
     private var labelledChecked: [String: Double] = [:]
-    /// Rows labelled so far by model and version (from the store), for evaluating performance alerts per window.
-    var labelledTotals: [String: [Int: Int]] = [:]
-    /// What each model's realised figures were last computed from, and how often they were (tests read it).
+    /// What each model's realised figures were last computed from (its labelled rows per version count the
+    /// windows performance alerts evaluate), and how often they were computed (tests read it).
     var realisedBasis: [String: RealisedBasis] = [:]
     var realisedRefreshes = 0
     /// Where alert payloads point receivers (the report page); e.g. `http://host:8000`.
@@ -66,8 +65,8 @@ public actor Monitor {
     /// Seconds an alert lease lasts unless renewed (each evaluation renews it).
     public static let alertLeaseSeconds = 10.0
 
+    /// A scoring and what it was made from (its status carries the window's `appended` count).
     struct ScoredWindow {
-        var appended: Int
         var config: MonitoringConfig
         var predictionsReady: Bool
         var status: MonitoringStatus
@@ -80,7 +79,7 @@ public actor Monitor {
         let figures = realised[monitor.model]?[version]
         let appended = monitor.windows[version]?.appended ?? 0
         let ready = monitor.referencePredictions[version] != nil
-        if let last = scored[monitor.model]?[version], last.appended == appended, last.config == monitor.config, last.predictionsReady == ready {
+        if let last = scored[monitor.model]?[version], last.status.appended == appended, last.config == monitor.config, last.predictionsReady == ready {
             var status = last.status
             status.evaluatedAt = now
             status.performance.realised = figures?.metrics
@@ -89,7 +88,7 @@ public actor Monitor {
         }
         scorings += 1
         let status = monitor.status(version: version, now: now, realised: figures)
-        scored[monitor.model, default: [:]][version] = ScoredWindow(appended: appended, config: monitor.config, predictionsReady: ready, status: status)
+        scored[monitor.model, default: [:]][version] = ScoredWindow(config: monitor.config, predictionsReady: ready, status: status)
         return status
     }
 
@@ -206,13 +205,13 @@ public actor Monitor {
     /// Fills a new monitor's windows from the newest logged rows, so a restart does not start from empty; other
     /// replicas' rows are read from there on.
     private func refill(_ monitor: inout ModelMonitor) async throws {
-        let top = try await log.lastSequence(model: monitor.model)
+        let top = shared ? try await log.lastSequence(model: monitor.model) : 0
         var seen = Set<Int>()
         for row in try await log.recentWindows(model: monitor.model, limit: monitor.config.window) {
             if let rows = MonitoredRows.parse(row.window) { monitor.append(rows, version: row.version, time: row.time) }
             if row.sequence > top { seen.insert(row.sequence) }
         }
-        cursors[monitor.model] = ReplicaCursor(tops: [top], seen: seen)
+        if shared { cursors[monitor.model] = ReplicaCursor(tops: [top], seen: seen) }
     }
 
     /// Adds the rows other replicas logged for `model` since the last call to its windows, oldest first.
@@ -465,7 +464,7 @@ public actor Monitor {
         var book = alerts[model]?[version] ?? AlertBook()
         let before = book
         let transitions = book.evaluate(
-            appendedRows: status.appended, labelledRows: labelledTotals[model]?[version] ?? 0, window: monitor.config.window,
+            appendedRows: status.appended, labelledRows: realisedBasis[model]?.totals[version]?.rows ?? 0, window: monitor.config.window,
             forWindows: monitor.config.alert?.forWindows ?? 2, now: now, verdicts: AlertBook.verdicts(status, performance: monitor.config.performance))
         guard book != before else { return }
         let url = monitor.config.alert?.webhook

@@ -60,8 +60,6 @@ enum KolmogorovDistribution {
         let terms = n - whole
         var logBinomial = 0.0
         var largestLog = -Double.infinity
-        var logs = [Double]()
-        logs.reserveCapacity(min(terms, 4096))
         var sum = 0.0
         for v in 0..<terms {
             let after = (Double(n - v) - nx) / size  // 1 − x − v/n
@@ -72,10 +70,11 @@ enum KolmogorovDistribution {
                 sum = sum * exp(largestLog - logTerm) + 1
                 largestLog = logTerm
             } else {
-                sum += exp(logTerm - largestLog)
+                let term = exp(logTerm - largestLog)
+                sum += term
+                // Past the peak the terms fall geometrically: stop once the rest cannot reach the last bit.
+                if 4 * Double(terms - v) * term < Double.ulpOfOne * sum { break }
             }
-            // Past the peak the terms fall geometrically: stop once the rest cannot reach the last bit.
-            if logTerm < largestLog, 4 * Double(terms - v) * exp(logTerm - largestLog) < Double.ulpOfOne * sum { break }
             logBinomial += log(Double(n - v) / Double(v + 1))
         }
         return clipped(x * sum * exp(largestLog))
@@ -162,16 +161,14 @@ enum KolmogorovDistribution {
         let terms = Int((16 * z / Double.pi).rounded(.up))
         // Σ over odd m = 2k − 1 of c(m) q^(m²), evaluated Horner-fashion in q⁸ᵏ from the largest k down.
         var k0 = 0.0, k1 = 0.0, k2 = 0.0, k3 = 0.0
-        if terms >= 1 {
-            for k in stride(from: terms, through: 1, by: -1) {
-                let m = Double(2 * k - 1)
-                let m2 = m * m, m4 = m2 * m2, m6 = m4 * m2
-                let factor = pow(q, Double(8 * k))
-                k0 = k0 * factor + 1
-                k1 = k1 * factor + c1.a + c1.b * m2
-                k2 = k2 * factor + c2.a + c2.b * m2 + c2.c * m4
-                k3 = k3 * factor + c3.a + c3.b * m2 + c3.c * m4 + c3.d * m6
-            }
+        for k in stride(from: terms, through: 1, by: -1) {
+            let m = Double(2 * k - 1)
+            let m2 = m * m, m4 = m2 * m2, m6 = m4 * m2
+            let factor = pow(q, Double(8 * k))
+            k0 = k0 * factor + 1
+            k1 = k1 * factor + c1.a + c1.b * m2
+            k2 = k2 * factor + c2.a + c2.b * m2 + c2.c * m4
+            k3 = k3 * factor + c3.a + c3.b * m2 + c3.c * m4 + c3.d * m6
         }
         let common = q * rootTwoPi
         k0 *= common / z
@@ -181,13 +178,11 @@ enum KolmogorovDistribution {
         // The sums over every k of k² q₂^(k²) and (3z² − π²k²) k² q₂^(k²), q₂ = e^(−π²/2z²).
         let q2 = exp(-pi2 / (2 * z2))
         var second = 0.0, third = 0.0
-        if terms >= 1 {
-            for k in stride(from: terms, through: 1, by: -1) {
-                let kk = Double(k * k)
-                let weight = kk * pow(q2, kk)
-                second += weight
-                third += (3 * z2 - pi2 * kk) * weight
-            }
+        for k in stride(from: terms, through: 1, by: -1) {
+            let kk = Double(k * k)
+            let weight = kk * pow(q2, kk)
+            second += weight
+            third += (3 * z2 - pi2 * kk) * weight
         }
         k2 += second * pi2 * rootTwoPi / (-36 * z2 * z)
         k3 += third * pi2 * rootTwoPi / (216 * z6)
